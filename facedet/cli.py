@@ -1,0 +1,39 @@
+"""Small helpers shared by the command-line entry points."""
+from __future__ import annotations
+
+import random
+import sys
+from typing import Callable
+
+import numpy as np
+import torch
+
+from facedet.errors import ConfigError, FacedetError
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """"auto" -> CUDA when present, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device '{name}' is not a device name (expected auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but CUDA is not available here; use device=cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run `main`, turning a FacedetError into one line on stderr and exit status 2."""
+    try:
+        return main(argv) or 0
+    except FacedetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

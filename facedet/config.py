@@ -1,0 +1,261 @@
+"""Typed configuration: every setting in one place, with its type, default and meaning.
+
+A YAML file holds only what differs from these defaults; the command line overrides
+either as `section.key=value` (e.g. `train.epochs=3 data.root=/data/faces`).
+Unknown keys and wrong types are refused with a message naming the key and the valid ones.
+
+    cfg = load_config("yolo_face.yaml", ["train.epochs=3"])
+    cfg.train.epochs  # 3
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facedet.errors import ConfigError
+
+# The repository's configs/ folder: `--config yolo_face.yaml` falls back to it.
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "yolo_face_tiny"  # a key of facedet.models.MODELS
+    num_classes: int = 1  # object classes; background is never counted
+    image_size: int = 224  # square network input, pixels
+    # grid and YOLO rungs
+    griddim: int = 7  # S: the output grid is S x S cells
+    boxes_per_cell: int = 1  # B (YOLOv1 uses 2)
+    cell_relative: bool = False  # centres relative to the cell (YOLOv1) instead of the image (seed)
+    lambda_coord: float = 5.0  # YOLOv1's weight of the coordinate loss
+    lambda_noobj: float = 0.5  # YOLOv1's weight of the no-object confidence loss
+    # classifier rung
+    embedding_dim: int = 512  # the seed's embedding layer; 32 for its small variant
+    # compact models
+    width: int = 32  # channels of the first stage; later stages multiply it
+    # SSD rung
+    pretrained: str = ""  # path to a torchvision vgg16-*.pth, "torchvision" to download, "" = scratch
+    batch_norm: bool = False  # BatchNorm in the VGG base (helps training from scratch)
+    neg_pos_ratio: float = 3.0  # hard negative mining: negatives kept per positive
+    loss: str = "ce"  # "ce" (softmax with background) or "focal" (sigmoid, no background column)
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # dataset folder; "" = the embedded synthetic face dataset
+    format: str = "auto"  # auto | yolo | voc | coco | wider | fddb
+    annotations: str = ""  # annotation file for coco / wider / fddb (relative to root)
+    train_split: str = "train"
+    val_split: str = "val"
+    classes: str = ""  # "" = the dataset's own class names; "face" = every class is a face
+    augment: str = "flip"  # none | flip | ssd (SPEC section 5)
+    skip_bad_images: bool = False  # skip unreadable images (counted) instead of stopping
+    num_workers: int = 2
+    synthetic_train: int = 600  # images generated for the embedded dataset
+    synthetic_val: int = 150
+    nonfaces: str = ""  # folder of face-free images for classifier negatives
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    max_iters: int = 0  # > 0: stop after this many iterations (the SSD recipe counts iterations)
+    batch_size: int = 16
+    optimizer: str = "adamw"  # sgd | adam | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 5e-4
+    bias_lr_factor: float = 1.0  # the SSD paper doubles the learning rate of biases (2.0)
+    schedule: str = "cosine"  # constant | step | multistep | cosine
+    milestones: list[int] = field(default_factory=list)  # iterations where multistep divides the lr
+    step_size: int = 0  # iterations between decays for "step"
+    gamma: float = 0.1  # lr factor at each decay
+    warmup_iters: int = 0  # linear warm-up from lr/100
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    amp: bool = True  # mixed precision, used only on CUDA
+    device: str = "auto"  # auto | cpu | cuda | cuda:1
+    seed: int = 0
+    val_every: int = 1  # validate every N epochs; 0 = never
+    resume: str = ""  # checkpoint to continue from
+
+
+@dataclass
+class EvalConfig:
+    min_score: float = 0.01  # the paper's evaluation settings
+    nms_iou: float = 0.45
+    top_k: int = 200
+    iou_threshold: float = 0.5
+    use_07_metric: bool = False  # VOC2007 11-point AP instead of all-point
+    max_images: int = 0  # evaluate on the first N validation images; 0 = all
+
+
+@dataclass
+class Config:
+    name: str = ""  # run name: runs/<name>/; "" = the config file's stem
+    out_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A path as given, else the same name inside the repository's configs/ folder."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (CONFIGS_DIR / path, CONFIGS_DIR / path.name):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.name for p in CONFIGS_DIR.glob("*.yaml")))
+    raise ConfigError(f"config file '{name}' not found here nor in {CONFIGS_DIR} (known: {known})")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then `section.key=value` overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        file = resolve_config_path(path)
+        source = str(file)
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as err:
+            first_line = str(err).splitlines()[0]
+            raise ConfigError(f"{file}: not valid YAML ({first_line})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: expected a mapping of sections, got {type(data).__name__}")
+        data.setdefault("name", file.stem)
+    cfg = from_dict(data, source)
+    for item in overrides or []:
+        apply_override(cfg, item)
+    validate(cfg)
+    return cfg
+
+
+# Settings that take one of a few words; model.name is checked against MODELS when built.
+CHOICES = {
+    "data.format": ("auto", "yolo", "voc", "coco", "wider", "fddb"),
+    "data.augment": ("none", "flip", "ssd"),
+    "train.optimizer": ("sgd", "adam", "adamw"),
+    "train.schedule": ("constant", "step", "multistep", "cosine"),
+    "model.loss": ("ce", "focal"),
+}
+
+
+def validate(cfg: Config) -> None:
+    """Refuse values no run could use, naming the key."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"'{key}' is {value!r}; expected one of {', '.join(allowed)}")
+    positive = ["model.num_classes", "model.image_size", "model.griddim", "model.boxes_per_cell",
+                "train.batch_size", "train.lr"]
+    for key in positive:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value <= 0:
+            raise ConfigError(f"'{key}' is {value!r}; expected a positive number")
+    if cfg.train.schedule == "step" and cfg.train.step_size <= 0:
+        raise ConfigError("'train.schedule' is 'step' but 'train.step_size' is not set (> 0 iterations)")
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    return _build(Config, data, prefix="", source=source)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict of builtins: safe for YAML and for `torch.load(weights_only=True)`."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def apply_override(cfg: Config, item: str) -> None:
+    """Apply one `section.key=value` (the value is parsed as YAML: 3, 1e-3, true, [1, 2])."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{item}' is not of the form section.key=value")
+    parts = key.strip().split(".")
+    target = cfg
+    for depth, part in enumerate(parts):
+        path = ".".join(parts[: depth + 1])
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        if part not in fields:
+            raise ConfigError(_unknown_key(path, fields, "command line"))
+        if depth == len(parts) - 1:
+            if dataclasses.is_dataclass(getattr(target, part)):
+                raise ConfigError(f"override '{item}': '{path}' is a section; set one of its keys")
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+            hint = typing.get_type_hints(type(target))[part]
+            setattr(target, part, _check(value, hint, path, "command line"))
+        else:
+            target = getattr(target, part)
+            if not dataclasses.is_dataclass(target):
+                raise ConfigError(f"override '{item}': '{path}' is a value, not a section")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        path = prefix + str(key)
+        if key not in fields:
+            raise ConfigError(_unknown_key(path, fields, source))
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{path}' must be a section (mapping), got {value!r}")
+            kwargs[key] = _build(hint, value, path + ".", source)
+        else:
+            kwargs[key] = _check(value, hint, path, source)
+    return cls(**kwargs)
+
+
+def _check(value: Any, hint: Any, path: str, source: str) -> Any:
+    """Return `value` if it fits the annotated type (ints are accepted as floats)."""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{path}' must be a list of {item_type.__name__}, got {value!r}")
+        return [_check(v, item_type, f"{path}[{i}]", source) for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
+        except ValueError:
+            pass
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # a run name like 2024 or a split like 2007
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(
+            f"{source}: '{path}' must be {hint.__name__}, got {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def _unknown_key(path: str, fields: dict, source: str) -> str:
+    name = path.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(name, list(fields), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{source}: unknown key '{path}'{hint}; valid keys here: {', '.join(fields)}"

@@ -1,0 +1,87 @@
+"""From a DataConfig to data loaders: which dataset, which split, which transforms.
+
+`data.root` empty means the embedded synthetic face dataset (generated once, cached).
+Paths may use environment variables: `data.root=$FACEDET_DATA/faces-caltech`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from facedet import distributed as dist
+from facedet.config import Config, DataConfig
+from facedet.data.dataset import DetectionDataset, collate
+from facedet.data.readers import read_dataset
+from facedet.data.record import Record
+from facedet.data.synthetic import ensure_synthetic
+from facedet.data.transforms import eval_transforms, train_transforms
+from facedet.errors import ConfigError
+from facedet.models.detector import Detector
+
+
+def dataset_root(cfg: DataConfig) -> Path:
+    """The folder to read: `data.root` with variables expanded, or the synthetic set."""
+    if not cfg.root:
+        return ensure_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val)
+    root = Path(os.path.expandvars(os.path.expanduser(cfg.root)))
+    if "$" in str(root):
+        raise ConfigError(f"data.root '{cfg.root}': environment variable not set (e.g. export FACEDET_DATA=...)")
+    if not root.exists():
+        raise ConfigError(f"data.root '{root}' does not exist")
+    return root
+
+
+def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[str]]:
+    """Records of one split and the class names, in whatever format the folder holds."""
+    root = dataset_root(cfg)
+    return read_dataset(root, split, fmt=cfg.format, classes=cfg.classes or None,
+                        annotations=cfg.annotations or None, skip_bad_images=cfg.skip_bad_images)
+
+
+def build_datasets(cfg: Config, detector: Detector) -> tuple[Dataset, Dataset, list[str]]:
+    """Train and validation datasets with the transforms the model expects."""
+    if detector.task == "classification":
+        from facedet.data.crops import build_crop_datasets  # the classifier rung's crops
+
+        return build_crop_datasets(cfg, detector)
+    train_records, names = load_records(cfg.data, cfg.data.train_split)
+    val_records, _ = load_records(cfg.data, cfg.data.val_split)
+    if cfg.model.num_classes != len(names):
+        raise ConfigError(
+            f"model.num_classes is {cfg.model.num_classes} but the dataset has {len(names)} classes "
+            f"({', '.join(names)}); set model.num_classes={len(names)} or data.classes=face"
+        )
+    size = cfg.model.image_size
+    train = DetectionDataset(train_records, train_transforms(size, detector.mean, detector.std, cfg.data.augment),
+                             skip_bad_images=cfg.data.skip_bad_images)
+    val = DetectionDataset(val_records, eval_transforms(size, detector.mean, detector.std),
+                           skip_bad_images=cfg.data.skip_bad_images)
+    return train, val, names
+
+
+def build_loader(dataset: Dataset, cfg: Config, train: bool, device: torch.device) -> DataLoader:
+    """Shuffled (and sharded under DDP) for training; in order for evaluation.
+
+    The generator is re-seeded by the trainer every epoch, and workers are started anew
+    each epoch (not persistent), so shuffling and augmentation depend only on (seed, epoch):
+    a resumed run follows the same trajectory.
+    """
+    sampler = None
+    if train and dist.world_size() > 1:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.train.seed)
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    workers = cfg.data.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=cfg.train.batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        drop_last=train and len(dataset) > cfg.train.batch_size,
+        generator=generator,
+    )

@@ -1,0 +1,84 @@
+"""Train any rung of the ladder from a YAML config.
+
+    python -m facedet.train --config yolo_face.yaml
+    python -m facedet.train --config yolo_face.yaml train.epochs=3 data.root=$FACEDET_DATA/faces-caltech
+    torchrun --nproc_per_node 2 -m facedet.train --config ssd300_voc.yaml
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facedet import distributed as dist
+from facedet.cli import run_cli, seed_everything, select_device
+from facedet.config import CONFIGS_DIR, Config, load_config, save_config
+from facedet.data.loaders import build_datasets, build_loader
+from facedet.evaluation import evaluate_classification, evaluate_detections
+from facedet.models import build_model
+from facedet.predict import predict, predict_classification
+from facedet.trainer import Trainer
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    known = ", ".join(sorted(p.name for p in CONFIGS_DIR.glob("*.yaml")))
+    parser = argparse.ArgumentParser(
+        prog="python -m facedet.train",
+        description="Train a facedet model. Writes runs/<name>/: config.yaml, metrics.csv, "
+        "training_chart.png, last.pt and best.pt.",
+        epilog=f"configs shipped in {CONFIGS_DIR}: {known}. "
+        "Overrides are section.key=value, e.g. train.epochs=3 train.lr=1e-3 data.root=/data/faces "
+        "data.classes=face model.griddim=14 train.resume=runs/x/last.pt. "
+        "See facedet/config.py for every key, its type and meaning.",
+    )
+    parser.add_argument("--config", required=True, help="YAML file, or the name of one in configs/")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="settings to override")
+    return parser.parse_args(argv)
+
+
+def train(cfg: Config) -> dict[str, float]:
+    """Build model, data and trainer from `cfg`; train; return the last validation metrics."""
+    device = dist.setup(select_device(cfg.train.device))
+    seed_everything(cfg.train.seed)
+    detector = build_model(cfg.model)
+    train_set, val_set, class_names = build_datasets(cfg, detector)
+    train_loader = build_loader(train_set, cfg, train=True, device=device)
+    val_loader = build_loader(val_set, cfg, train=False, device=device)
+    run_dir = Path(cfg.out_dir) / (cfg.name or cfg.model.name)
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        print(f"{cfg.model.name}: {sum(p.numel() for p in detector.model.parameters()):,} parameters, "
+              f"{len(train_set)} train / {len(val_set)} val images, device {device}, run {run_dir}")
+
+    if detector.task == "classification":
+        main_metric = "auc"
+
+        def validate(model) -> dict[str, float]:
+            probs, labels = predict_classification(detector, val_loader, device)
+            return evaluate_classification(probs, labels).as_dict()
+    else:
+        main_metric = "mAP50"
+
+        def validate(model) -> dict[str, float]:
+            detections, truths = predict(detector, val_loader, device, cfg.eval, desc="validate")
+            return evaluate_detections(detections, truths, class_names,
+                                       use_07_metric=cfg.eval.use_07_metric).as_dict()
+
+    trainer = Trainer(cfg, detector, train_loader, run_dir, device, validate, main_metric,
+                      extra_state={"class_names": class_names})
+    metrics = trainer.fit()
+    if dist.is_main():
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"done: {run_dir / 'best.pt'} {shown}")
+    dist.cleanup()
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    train(load_config(args.config, args.overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,224 @@
+"""One training loop for every rung.
+
+The trainer knows nothing about any model: the model maps images to outputs, the
+criterion maps (outputs, targets) to a dict of named loss terms, the trainer sums them,
+backpropagates, steps and logs. Everything else (AMP, DDP, checkpoints, charts) is a
+small optional piece around `train_one_epoch`.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from facedet import distributed as dist
+from facedet.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from facedet.config import Config, to_dict
+from facedet.errors import CheckpointError, NonFiniteLossError
+from facedet.models.detector import Detector
+from facedet.optim import build_optimizer, build_scheduler
+from facedet.training_chart import plot_training_chart
+
+
+class Trainer:
+    """Train `detector` on `train_loader`; validate with `validate(model) -> metrics`.
+
+    `main_metric` (a key of the validation metrics, higher is better) picks best.pt;
+    without validation the lowest training loss does.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        detector: Detector,
+        train_loader: torch.utils.data.DataLoader,
+        run_dir: Path,
+        device: torch.device,
+        validate: Callable[[nn.Module], dict[str, float]] | None = None,
+        main_metric: str = "mAP50",
+        extra_state: dict | None = None,
+    ):
+        self.cfg, self.train_loader, self.validate_fn = cfg, train_loader, validate
+        self.run_dir, self.device, self.main_metric = Path(run_dir), device, main_metric
+        self.extra_state = extra_state or {}  # e.g. class names, stored in every checkpoint
+        self.model = detector.model.to(device)
+        self.criterion = detector.criterion.to(device)
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        iters_per_epoch = max(1, len(train_loader))
+        self.total_iters = cfg.train.max_iters or cfg.train.epochs * iters_per_epoch
+        self.epochs = math.ceil(self.total_iters / iters_per_epoch)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total_iters)
+        self.use_amp = cfg.train.amp and device.type == "cuda"
+        # bfloat16 needs no loss scaling; float16 (older GPUs) does
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.epoch, self.iteration, self.best = 0, 0, -math.inf
+        self.history: list[dict[str, float]] = []
+        if dist.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.train.resume:
+            self.resume(cfg.train.resume)
+        self.train_model = self.model
+        if dist.world_size() > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict[str, float]:
+        """Train to the end (or Ctrl-C, which saves last.pt and returns)."""
+        metrics: dict[str, float] = {}
+        try:
+            while self.epoch < self.epochs and self.iteration < self.total_iters:
+                self.seed_epoch(self.epoch)
+                losses = self.train_one_epoch()
+                metrics = self.maybe_validate()
+                self.epoch += 1
+                self.log_epoch(losses, metrics)
+                self.save(metrics)
+        except KeyboardInterrupt:
+            if dist.is_main():
+                self.save_to(self.run_dir / "last.pt", metrics, interrupted=True)
+                print(f"\ninterrupted: saved {self.run_dir / 'last.pt'} "
+                      f"(resume with train.resume={self.run_dir / 'last.pt'})")
+        return metrics
+
+    def train_one_epoch(self) -> dict[str, float]:
+        self.train_model.train()
+        sums: dict[str, float] = defaultdict(float)
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.epochs}",
+                   disable=not dist.is_main(), dynamic_ncols=True, mininterval=1.0)
+        for batch, (images, targets) in enumerate(bar):
+            images = images.to(self.device, non_blocking=True)
+            targets = [_to_device(t, self.device) for t in targets]
+            with self.autocast():
+                outputs = self.train_model(images)
+            terms = self.criterion(_to_float(outputs), targets)
+            loss = self.check_finite(terms, batch, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.cfg.train.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.iteration += 1
+            for name, value in terms.items():
+                sums[name] += value.item()
+            sums["loss"] += loss.item()
+            bar.set_postfix({k: f"{v / (batch + 1):.4f}" for k, v in sums.items()})
+            if self.iteration >= self.total_iters:
+                break
+        n = max(1, batch + 1) if len(self.train_loader) else 1
+        return dist.mean_across_ranks({k: v / n for k, v in sums.items()})
+
+    # ------------------------------------------------------------------ pieces
+    def seed_epoch(self, epoch: int) -> None:
+        """Each epoch's shuffling and augmentation depend only on (seed, epoch): resumable."""
+        seed = self.cfg.train.seed + epoch
+        torch.manual_seed(seed)
+        sampler = self.train_loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        generator = getattr(self.train_loader, "generator", None)
+        if generator is not None:
+            generator.manual_seed(seed)
+
+    def autocast(self):
+        if not self.use_amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def check_finite(self, terms: dict[str, Tensor], batch: int, targets: list[dict]) -> Tensor:
+        """Sum the terms; stop with the bad term named if any is NaN or inf."""
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                paths = ", ".join(str(t.get("path", "?")) for t in targets[:4])
+                last = self.run_dir / "last.pt"
+                kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint written yet"
+                raise NonFiniteLossError(
+                    f"loss term '{name}' is {value.item()} at epoch {self.epoch + 1}, batch {batch} "
+                    f"(images: {paths}); {kept}. Try a lower train.lr or train.grad_clip=10"
+                )
+        return sum(terms.values())
+
+    def maybe_validate(self) -> dict[str, float]:
+        every = self.cfg.train.val_every
+        last_epoch = self.epoch + 1 >= self.epochs or self.iteration >= self.total_iters
+        if self.validate_fn is None or every <= 0 or ((self.epoch + 1) % every and not last_epoch):
+            return {}
+        metrics = self.validate_fn(self.model) if dist.is_main() else {}
+        dist.barrier()
+        return metrics
+
+    def log_epoch(self, losses: dict[str, float], metrics: dict[str, float]) -> None:
+        if not dist.is_main():
+            return
+        row = {"epoch": self.epoch, "iteration": self.iteration,
+               "lr": self.optimizer.param_groups[0]["lr"], **losses, **metrics}
+        self.history.append(row)
+        shown = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "iteration"))
+        tqdm.write(f"epoch {self.epoch}/{self.epochs}: {shown}")
+        keys = list(dict.fromkeys(k for r in self.history for k in r))
+        with open(self.run_dir / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.history)
+        plot_training_chart(self.history, self.run_dir / "training_chart.png", self.main_metric)
+
+    def save(self, metrics: dict[str, float]) -> None:
+        if not dist.is_main():
+            return
+        score = metrics.get(self.main_metric, -self.history[-1]["loss"] if self.history else -math.inf)
+        self.save_to(self.run_dir / "last.pt", metrics)
+        if score > self.best:
+            self.best = score
+            self.save_to(self.run_dir / "best.pt", metrics)
+
+    def save_to(self, path: Path, metrics: dict[str, float], interrupted: bool = False) -> None:
+        save_checkpoint({
+            "model": self.model.state_dict(),
+            "config": to_dict(self.cfg),
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best": self.best,
+            "metrics": metrics,
+            "history": self.history,
+            "interrupted": interrupted,
+            **self.extra_state,
+        }, path)
+
+    def resume(self, path: str) -> None:
+        state = load_checkpoint(path)
+        load_weights(self.model, state, path, self.cfg.model.name)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state.get("scaler", {}))
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"{path}: cannot resume the optimizer ({err})") from None
+        self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self.best, self.history = state.get("best", -math.inf), list(state.get("history", []))
+        if dist.is_main():
+            print(f"resumed from {path} at epoch {self.epoch}, iteration {self.iteration}")
+
+
+def _to_device(target: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in target.items()}
+
+
+def _to_float(outputs):
+    """Losses are computed in float32 even when the forward pass ran in half precision."""
+    if isinstance(outputs, Tensor):
+        return outputs.float()
+    return type(outputs)(_to_float(o) for o in outputs)

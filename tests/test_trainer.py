@@ -1,0 +1,151 @@
+"""The common trainer on a stand-in model: logging, checkpoints, resume, NaN, Ctrl-C."""
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from facedet.checkpoint import load_checkpoint
+from facedet.config import load_config
+from facedet.errors import CheckpointError, NonFiniteLossError
+from facedet.models.detector import Detector
+from facedet.optim import build_optimizer, lr_factor
+from facedet.trainer import Trainer
+
+
+class Points(torch.utils.data.Dataset):
+    """Images whose target is the mean colour: a model a few steps can learn."""
+
+    def __init__(self, n=24):
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, 3, 8, 8, generator=g)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = self.images[i] + 0.05 * torch.randn(3, 8, 8)  # draws from torch's RNG, like augmentation
+        return image, {"mean": self.images[i].mean(dim=(1, 2)), "path": f"img{i}.png"}
+
+
+def collate(batch):
+    images, targets = zip(*batch)
+    return torch.stack(images), list(targets)
+
+
+class Criterion(nn.Module):
+    def __init__(self, poison_at=None, interrupt_at=None):
+        super().__init__()
+        self.calls, self.poison_at, self.interrupt_at = 0, poison_at, interrupt_at
+
+    def forward(self, outputs, targets):
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        target = torch.stack([t["mean"] for t in targets])
+        mse = ((outputs - target) ** 2).mean()
+        l1 = 0.1 * (outputs - target).abs().mean()
+        if self.calls == self.poison_at:
+            l1 = l1 * float("nan")
+        return {"mse": mse, "l1": l1}
+
+
+def make_detector(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    return Detector(model=model, criterion=Criterion(), postprocess=lambda o, **k: o)
+
+
+def make_trainer(tmp_path, overrides=(), criterion=None, validate=None, seed=0):
+    cfg = load_config(None, ["train.epochs=3", "train.batch_size=4", "train.lr=1e-2", "model.name=standin",
+                             "train.device=cpu", *overrides])
+    detector = make_detector(seed)
+    if criterion is not None:
+        detector.criterion = criterion
+    loader = torch.utils.data.DataLoader(Points(), batch_size=4, shuffle=True, collate_fn=collate,
+                                         generator=torch.Generator())
+    return Trainer(cfg, detector, loader, tmp_path, torch.device("cpu"), validate, main_metric="score")
+
+
+def test_fit_logs_terms_writes_chart_csv_and_checkpoints(tmp_path):
+    calls = []
+
+    def validate(model):
+        calls.append(1)
+        return {"score": float(len(calls))}
+
+    trainer = make_trainer(tmp_path, ["train.val_every=2"], validate=validate)
+    trainer.fit()
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert len(rows) == 3
+    assert {"mse", "l1", "loss", "lr"} <= set(rows[0])
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert len(calls) == 2  # epoch 2 (every 2) and the last epoch
+    assert (tmp_path / "training_chart.png").stat().st_size > 5000
+    state = load_checkpoint(tmp_path / "best.pt")
+    assert state["epoch"] == 3 and state["config"]["model"]["name"] == "standin"
+    assert state["metrics"]["score"] == 2.0
+
+
+def test_resume_continues_the_same_trajectory(tmp_path):
+    straight = make_trainer(tmp_path / "a")
+    straight.fit()
+    first = make_trainer(tmp_path / "b", ["train.epochs=3"])
+    first.epochs = 1  # stop after one epoch, as if the run had been cut there
+    first.fit()
+    resumed = make_trainer(tmp_path / "c", [f"train.resume={tmp_path / 'b' / 'last.pt'}"], seed=123)
+    assert resumed.epoch == 1
+    resumed.fit()
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_nan_loss_names_term_and_keeps_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, ["train.val_every=0"], criterion=Criterion(poison_at=8))  # 6 batches/epoch
+    before = None
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.fit()
+    message = str(err.value)
+    assert "'l1'" in message and "epoch 2" in message and "batch 1" in message and "last.pt" in message
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_ctrl_c_saves_and_returns(tmp_path):
+    trainer = make_trainer(tmp_path, criterion=Criterion(interrupt_at=3))
+    trainer.fit()
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["interrupted"] is True and state["iteration"] == 2
+
+
+def test_resume_refuses_checkpoint_of_another_model(tmp_path):
+    make_trainer(tmp_path / "a", ["train.epochs=1"]).fit()
+    with pytest.raises(CheckpointError, match="model 'standin', expected 'other'"):
+        make_trainer(tmp_path / "b", [f"train.resume={tmp_path / 'a' / 'last.pt'}", "model.name=other"])
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(bad)
+
+
+def test_bias_lr_factor_and_no_decay_on_biases():
+    cfg = load_config(None, ["train.optimizer=sgd", "train.lr=0.1", "train.bias_lr_factor=2"]).train
+    opt = build_optimizer(make_detector().model, cfg)
+    weights, biases = opt.param_groups
+    assert weights["lr"] == 0.1 and biases["lr"] == 0.2
+    assert biases["weight_decay"] == 0.0 and all(p.ndim == 1 for p in biases["params"])
+
+
+def test_schedules():
+    cfg = load_config(None, ["train.schedule=multistep", "train.milestones=[80000, 100000]"]).train
+    assert [lr_factor(cfg, i, 120000) for i in (0, 79999, 80000, 100000)] == pytest.approx([1, 1, 0.1, 0.01])
+    cfg = load_config(None, ["train.schedule=cosine", "train.warmup_iters=10"]).train
+    assert lr_factor(cfg, 0, 100) == pytest.approx(0.01)
+    assert lr_factor(cfg, 100, 100) == pytest.approx(0.0, abs=1e-9)
+    assert lr_factor(cfg, 50, 100) == pytest.approx(0.5)
+    cfg = load_config(None, ["train.schedule=step", "train.step_size=10", "train.gamma=0.5"]).train
+    assert lr_factor(cfg, 25, 100) == pytest.approx(0.25)
