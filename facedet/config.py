@@ -27,7 +27,7 @@ CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 @dataclass
 class ModelConfig:
     name: str = "yolo_face_tiny"  # a key of facedet.models.MODELS
-    num_classes: int = 1  # object classes; background is never counted
+    num_classes: int = 0  # object classes (background never counted); 0 = as many as the data has
     image_size: int = 224  # square network input, pixels
     # grid and YOLO rungs
     griddim: int = 7  # S: the output grid is S x S cells
@@ -52,16 +52,21 @@ class ModelConfig:
 class DataConfig:
     root: str = ""  # dataset folder; "" = the embedded synthetic face dataset
     format: str = "auto"  # auto | yolo | voc | coco | wider | fddb
-    annotations: str = ""  # annotation file for coco / wider / fddb (relative to root)
     train_split: str = "train"
     val_split: str = "val"
-    classes: str = ""  # "" = the dataset's own class names; "face" = every class is a face
+    classes: str = ""  # "" = the data's own names; "face" = every class is a face; or "RBC,WBC,Platelets"
     augment: str = "flip"  # none | flip | ssd (SPEC section 5)
     skip_bad_images: bool = False  # skip unreadable images (counted) instead of stopping
     num_workers: int = 2
     synthetic_train: int = 600  # images generated for the embedded dataset
     synthetic_val: int = 150
-    nonfaces: str = ""  # folder of face-free images for classifier negatives
+    # classifier rung: face crops and negatives cut from detection data
+    nonfaces: str = ""  # folder of face-free images for more negatives
+    framing: str = "tight"  # tight | large | both: how much context a face crop keeps
+    large_factor: float = 1.6  # "large" framing grows the box by this factor
+    neg_ratio: float = 1.0  # negative crops per positive
+    min_face_size: int = 24  # faces smaller than this (pixels) make no crop
+    cache_dir: str = ""  # where crops are cached; "" = $FACEDET_CACHE or ~/.cache/facedet
 
 
 @dataclass
@@ -148,6 +153,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 CHOICES = {
     "data.format": ("auto", "yolo", "voc", "coco", "wider", "fddb"),
     "data.augment": ("none", "flip", "ssd"),
+    "data.framing": ("tight", "large", "both"),
     "train.optimizer": ("sgd", "adam", "adamw"),
     "train.schedule": ("constant", "step", "multistep", "cosine"),
     "model.loss": ("ce", "focal"),
@@ -161,7 +167,9 @@ def validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ConfigError(f"'{key}' is {value!r}; expected one of {', '.join(allowed)}")
-    positive = ["model.num_classes", "model.image_size", "model.griddim", "model.boxes_per_cell",
+    if cfg.model.num_classes < 0:
+        raise ConfigError(f"'model.num_classes' is {cfg.model.num_classes}; expected 0 (from the data) or more")
+    positive = ["model.image_size", "model.griddim", "model.boxes_per_cell",
                 "train.batch_size", "train.lr"]
     for key in positive:
         section, name = key.split(".")

@@ -13,8 +13,7 @@ from facedet.checkpoint import load_detector
 from facedet.cli import run_cli, select_device
 from facedet.config import apply_override, validate
 from facedet.data.dataset import DetectionDataset
-from facedet.data.loaders import build_loader, load_records
-from facedet.data.transforms import eval_transforms
+from facedet.data.loaders import build_loader, inference_transforms, load_records
 from facedet.errors import ConfigError
 from facedet.evaluation import evaluate_detections, format_table
 from facedet.plots import plot_pr_curves
@@ -57,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             f"the data has {len(names)} classes ({', '.join(names)}) but the checkpoint predicts "
             f"{len(class_names)} ({', '.join(class_names)}); add data.classes=face for face data"
         )
-    dataset = DetectionDataset(records, eval_transforms(cfg.model.image_size, detector.mean, detector.std),
+    dataset = DetectionDataset(records, inference_transforms(detector, cfg.model.image_size),
                                skip_bad_images=cfg.data.skip_bad_images)
+    if not detector.fixed_input:
+        cfg.train.batch_size = 1  # whole photos of different sizes do not stack
     loader = build_loader(dataset, cfg, train=False, device=device)
     detections, truths = predict(detector, loader, device, cfg.eval, desc="evaluate")
     result = evaluate_detections(detections, truths, class_names, use_07_metric=cfg.eval.use_07_metric)

@@ -13,14 +13,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from facedet.checkpoint import load_detector
 from facedet.cli import run_cli, select_device
 from facedet.data.images import load_image
-from facedet.data.transforms import eval_transforms
+from facedet.data.dataset import image_to_tensor
+from facedet.data.loaders import inference_transforms
 from facedet.errors import CheckpointError, DataError
 from facedet.models.detector import Detector
 
@@ -47,10 +47,10 @@ def collect_images(paths: list[str]) -> list[Path]:
 def detect(detector: Detector, image: Image.Image, image_size: int, device: torch.device,
            min_score: float, nms_iou: float, top_k: int = 200) -> dict[str, torch.Tensor]:
     """Detections for one RGB image: "boxes" (K, 4) "xyxy" in pixels, "scores", "labels"."""
-    tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    tensor = image_to_tensor(image)
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
              "difficult": torch.zeros(0, dtype=torch.bool)}
-    inputs, _ = eval_transforms(image_size, detector.mean, detector.std)(tensor, empty)
+    inputs, _ = inference_transforms(detector, image_size)(tensor, empty)
     outputs = detector.model(inputs[None].to(device))
     det = detector.postprocess(outputs, min_score=min_score, nms_iou=nms_iou, top_k=top_k)[0]
     w, h = image.size

@@ -12,7 +12,7 @@ from pathlib import Path
 from facedet import distributed as dist
 from facedet.cli import run_cli, seed_everything, select_device
 from facedet.config import CONFIGS_DIR, Config, load_config, save_config
-from facedet.data.loaders import build_datasets, build_loader
+from facedet.data.loaders import build_datasets, build_loader, resolve_num_classes
 from facedet.evaluation import evaluate_classification, evaluate_detections
 from facedet.models import build_model
 from facedet.predict import predict, predict_classification
@@ -39,6 +39,7 @@ def train(cfg: Config) -> dict[str, float]:
     """Build model, data and trainer from `cfg`; train; return the last validation metrics."""
     device = dist.setup(select_device(cfg.train.device))
     seed_everything(cfg.train.seed)
+    resolve_num_classes(cfg)
     detector = build_model(cfg.model)
     train_set, val_set, class_names = build_datasets(cfg, detector)
     train_loader = build_loader(train_set, cfg, train=True, device=device)

@@ -5,6 +5,7 @@ Paths may use environment variables: `data.root=$FACEDET_DATA/faces-caltech`.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from facedet.data.dataset import DetectionDataset, collate
 from facedet.data.readers import read_dataset
 from facedet.data.record import Record
 from facedet.data.synthetic import ensure_synthetic
-from facedet.data.transforms import eval_transforms, train_transforms
+from facedet.data.transforms import Compose, Normalize, ToFractional, eval_transforms, train_transforms
 from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 
@@ -36,9 +37,27 @@ def dataset_root(cfg: DataConfig) -> Path:
 
 def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[str]]:
     """Records of one split and the class names, in whatever format the folder holds."""
-    root = dataset_root(cfg)
-    return read_dataset(root, split, fmt=cfg.format, classes=cfg.classes or None,
-                        annotations=cfg.annotations or None, skip_bad_images=cfg.skip_bad_images)
+    return _read(str(dataset_root(cfg)), split, cfg.format, cfg.classes, cfg.skip_bad_images)
+
+
+@functools.lru_cache(maxsize=8)
+def _read(root: str, split: str, fmt: str, classes: str, skip_bad_images: bool) -> tuple[list[Record], list[str]]:
+    # cached: the class names are needed before the model is built, the records after
+    names: str | list[str] | None = None
+    if classes == "face":
+        names = "face"
+    elif classes:
+        names = [name.strip() for name in classes.split(",")]
+    return read_dataset(Path(root), split, fmt=fmt, classes=names, skip_bad_images=skip_bad_images)
+
+
+def resolve_num_classes(cfg: Config) -> None:
+    """`model.num_classes: 0` means as many classes as the training data has."""
+    if cfg.model.num_classes == 0:
+        if cfg.model.name == "classifier":
+            cfg.model.num_classes = 1  # face / not face
+        else:
+            cfg.model.num_classes = len(load_records(cfg.data, cfg.data.train_split)[1])
 
 
 def build_datasets(cfg: Config, detector: Detector) -> tuple[Dataset, Dataset, list[str]]:
@@ -85,3 +104,10 @@ def build_loader(dataset: Dataset, cfg: Config, train: bool, device: torch.devic
         drop_last=train and len(dataset) > cfg.train.batch_size,
         generator=generator,
     )
+
+
+def inference_transforms(detector: Detector, image_size: int) -> Compose:
+    """Resize to the network input, or keep the whole image for models that scan it."""
+    if detector.fixed_input:
+        return eval_transforms(image_size, detector.mean, detector.std)
+    return Compose([ToFractional(), Normalize(detector.mean, detector.std)])

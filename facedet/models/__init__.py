@@ -1,4 +1,44 @@
-"""The ladder's models. `MODELS` maps a config's `model.name` to its builder."""
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+"""The ladder's models. `MODELS` maps a config's `model.name` to the builder of its rung.
 
-__all__ = ["Detector", "IMAGENET_MEAN", "IMAGENET_STD"]
+    detector = build_model(cfg.model)   # Detector(model, criterion, postprocess, ...)
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from facedet.config import ModelConfig
+
+from facedet.errors import ConfigError
+from facedet.models.classifier import build_classifier
+from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.models.fastai_ssd import build_fastai_ssd
+from facedet.models.grid import build_grid_cnn, build_grid_simple
+from facedet.models.ssd import build_ssd300
+from facedet.models.yolo_face import build_yolo_face, build_yolo_face_tiny
+
+MODELS: dict[str, Callable[..., Detector]] = {
+    "classifier": build_classifier,  # rung 1 (and 2, wrapped in a sliding window at inference)
+    "grid_simple": build_grid_simple,  # rung 3, the seed's GridSimpleCNNModel
+    "grid_cnn": build_grid_cnn,  # rung 3 with the YOLO-face convolution stack
+    "yolo_face": build_yolo_face,  # rung 4, the seed's YOLOFaceCNN
+    "yolo_face_tiny": build_yolo_face_tiny,  # rung 4, compact: the CPU quick start
+    "ssd300": build_ssd300,  # rung 5
+    "fastai_ssd": build_fastai_ssd,  # rung 5 variant: fast.ai head, 189 anchors
+}
+
+
+def build_model(cfg: ModelConfig) -> Detector:
+    """The Detector named by `cfg.name`.
+
+    `num_classes: 0` ("as many as the data has") is resolved by the trainer before this;
+    called directly (a notebook), 0 builds a one-class (face) model.
+    """
+    if cfg.name not in MODELS:
+        raise ConfigError(f"model.name '{cfg.name}' is not a facedet model; expected one of {', '.join(MODELS)}")
+    if cfg.num_classes == 0:
+        cfg = dataclasses.replace(cfg, num_classes=1)
+    return MODELS[cfg.name](cfg)
+
+
+__all__ = ["MODELS", "build_model", "Detector", "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -20,6 +20,8 @@ class Detector:
                  "boxes" (K, 4) "xyxy" fractional, "scores" (K,), "labels" (K,) 0-based.
                  For task="classification" it returns face probabilities (B,).
     mean, std:   the input normalisation the model expects.
+    fixed_input: True when images are resized to `model.image_size`; False when the model
+                 takes whole images of any size (the sliding window scans the photo itself).
     """
 
     model: nn.Module
@@ -28,3 +30,4 @@ class Detector:
     task: str = "detection"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    fixed_input: bool = True

@@ -1,0 +1,193 @@
+"""Box toolkit: small pure tensor functions shared by every detector.
+
+Formats are always named: "xyxy" (x_min, y_min, x_max, y_max), "cxcywh" (centre, size)
+and "xywh" (top-left corner, size). Boxes are float tensors (..., 4); a function that
+pairs boxes up (IoU, NMS) takes two-dimensional (N, 4) tensors. Coordinates may be
+fractional ([0, 1] of the image) or pixels; `to_absolute` and `to_fractional` convert.
+
+Toy example to check by hand: two 2x2 squares side by side, overlapping by one column,
+    box_iou(tensor([[0., 0, 2, 2]]), tensor([[1., 0, 3, 2]]))  ->  [[1/3]]
+(intersection 1x2 = 2, union 4 + 4 - 2 = 6).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+FORMATS = ("xyxy", "cxcywh", "xywh")
+
+
+def box_convert(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
+    """Convert boxes (..., 4) between "xyxy", "cxcywh" and "xywh"; goes through "xyxy"."""
+    for fmt in (in_fmt, out_fmt):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown box format {fmt!r}; expected one of {FORMATS}")
+    a, b, c, d = boxes.unbind(-1)
+    if in_fmt == "cxcywh":
+        a, b, c, d = a - c / 2, b - d / 2, a + c / 2, b + d / 2
+    elif in_fmt == "xywh":
+        c, d = a + c, b + d
+    # now (a, b, c, d) = (x1, y1, x2, y2)
+    if out_fmt == "cxcywh":
+        a, b, c, d = (a + c) / 2, (b + d) / 2, c - a, d - b
+    elif out_fmt == "xywh":
+        c, d = c - a, d - b
+    return torch.stack((a, b, c, d), dim=-1)
+
+
+def to_absolute(boxes: Tensor, width: float, height: float) -> Tensor:
+    """Fractional "xyxy" boxes (..., 4) in [0, 1] -> pixel "xyxy" boxes for a width x height image."""
+    return boxes * boxes.new_tensor([width, height, width, height])
+
+
+def to_fractional(boxes: Tensor, width: float, height: float) -> Tensor:
+    """Pixel "xyxy" boxes (..., 4) of a width x height image -> fractional "xyxy" boxes."""
+    return boxes / boxes.new_tensor([width, height, width, height])
+
+
+def box_area(boxes_xyxy: Tensor) -> Tensor:
+    """Area of "xyxy" boxes (..., 4) -> (...). Inverted boxes (x2 < x1 or y2 < y1) have area 0."""
+    wh = (boxes_xyxy[..., 2:] - boxes_xyxy[..., :2]).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection over union of every pair: "xyxy" (N, 4) and (M, 4) -> (N, M).
+
+    Pairs whose union is empty (two zero-area boxes) get IoU 0, never NaN.
+    """
+    top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
+    bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
+    wh = (bottom_right - top_left).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]  # (N, M)
+    union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - inter
+    # union == 0 implies inter == 0, so 0 / tiny = 0; a tiny floor also keeps gradients finite
+    return inter / union.clamp(min=torch.finfo(union.dtype).tiny)
+
+
+def clip_boxes(boxes_xyxy: Tensor, width: float, height: float) -> Tensor:
+    """Clamp "xyxy" boxes (..., 4) into [0, width] x [0, height] (use 1, 1 for fractional boxes)."""
+    upper = boxes_xyxy.new_tensor([width, height, width, height])
+    return torch.min(boxes_xyxy.clamp(min=0), upper)
+
+
+def encode(boxes_cxcywh: Tensor, priors_cxcywh: Tensor, variances: tuple[float, float] = (0.1, 0.2)) -> Tensor:
+    """SSD regression targets of boxes (..., P, 4) against priors (P, 4), both "cxcywh".
+
+    g_cx = (cx - p_cx) / (p_w * v0),  g_w = log(w / p_w) / v1  (likewise for y and h).
+    The default variances (0.1, 0.2) are the Caffe "variances": they multiply the
+    offsets by 10 and the log-sizes by 5 so both have roughly unit spread for the loss.
+    """
+    v_center, v_size = variances
+    g_center = (boxes_cxcywh[..., :2] - priors_cxcywh[..., :2]) / (priors_cxcywh[..., 2:] * v_center)
+    g_size = torch.log(boxes_cxcywh[..., 2:] / priors_cxcywh[..., 2:]) / v_size
+    return torch.cat((g_center, g_size), dim=-1)
+
+
+def decode(offsets: Tensor, priors_cxcywh: Tensor, variances: tuple[float, float] = (0.1, 0.2)) -> Tensor:
+    """Inverse of `encode`: offsets (..., P, 4) and priors (P, 4) "cxcywh" -> boxes (..., P, 4) "cxcywh"."""
+    v_center, v_size = variances
+    center = offsets[..., :2] * priors_cxcywh[..., 2:] * v_center + priors_cxcywh[..., :2]
+    size = torch.exp(offsets[..., 2:] * v_size) * priors_cxcywh[..., 2:]
+    return torch.cat((center, size), dim=-1)
+
+
+def _greedy_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, labels: Tensor | None) -> Tensor:
+    """Shared body of `nms` and `batched_nms`; labels=None means one class."""
+    order = scores.argsort(descending=True, stable=True)  # ties keep input order
+    sorted_boxes = boxes[order]
+    # suppress[i, j]: box i (higher score) would remove box j (lower score)
+    suppress = (box_iou(sorted_boxes, sorted_boxes) > iou_threshold).triu(diagonal=1)  # (N, N)
+    if labels is not None:
+        sorted_labels = labels[order]
+        suppress &= sorted_labels[:, None] == sorted_labels[None, :]
+    # Greedy NMS is sequential: whether box i may suppress others depends on whether it
+    # survived the boxes before it. The O(N^2) work is done above; this pass is N row ORs.
+    suppress = suppress.cpu()
+    removed = torch.zeros(len(order), dtype=torch.bool)
+    for i in range(len(order)):
+        if not removed[i]:
+            removed |= suppress[i]
+    return order[~removed.to(order.device)]
+
+
+def nms(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy non-maximum suppression on "xyxy" boxes (N, 4) with scores (N,).
+
+    Returns int64 indices (K,) of kept boxes, sorted by decreasing score. A box is removed
+    when its IoU with a kept higher-scoring box is > iou_threshold (as in torchvision).
+    Builds the full (N, N) IoU matrix: O(N^2) memory, so for large N (say > 10k)
+    pre-filter by score or keep the top-k first.
+    """
+    return _greedy_nms(boxes_xyxy, scores, iou_threshold, labels=None)
+
+
+def batched_nms(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
+    """Class-aware NMS: boxes (N, 4) "xyxy", scores (N,), labels (N,) int -> keep (K,) int64.
+
+    Boxes of different labels never suppress each other; result sorted by decreasing score.
+    torchvision gets this by shifting each class by label * (max_coordinate + 1) so that
+    classes cannot overlap; since we build the IoU matrix anyway, we simply mask the pairs
+    with different labels out of it, which is exact at any coordinate scale.
+    """
+    return _greedy_nms(boxes_xyxy, scores, iou_threshold, labels=labels)
+
+
+def _neighbour_offsets(connectivity: int) -> list[tuple[int, int]]:
+    if connectivity == 4:
+        return [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    if connectivity == 8:
+        return [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
+
+
+def label_components(mask: Tensor, connectivity: int = 8) -> tuple[Tensor, int]:
+    """Connected components of a boolean mask (H, W).
+
+    Returns (labels_map, K): labels_map (H, W) int64 with 0 = background and 1..K the
+    components, numbered in raster order of their first (top-most, then left-most) cell.
+    Method: every foreground cell starts with its own id, then repeatedly takes the largest
+    id among itself and its neighbours (label propagation) and jumps to the id held by the
+    cell its id points at (pointer jumping, to converge in far fewer steps), until nothing changes.
+    """
+    offsets = _neighbour_offsets(connectivity)
+    mask = mask.bool()
+    height, width = mask.shape
+    n = height * width
+    # id = n - raster index, so the largest id in a component belongs to its first cell
+    ids = (n - torch.arange(n, device=mask.device)).view(height, width)
+    ids = torch.where(mask, ids, 0)
+    while True:
+        padded = F.pad(ids, (1, 1, 1, 1))  # (H+2, W+2), zero border = background
+        neighbours = [padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] for dy, dx in offsets]
+        new = torch.where(mask, torch.stack([ids, *neighbours]).amax(dim=0), 0)
+        flat = new.flatten()
+        new = torch.where(mask, flat[(n - new).clamp(max=n - 1)], 0)  # pointer jump
+        if torch.equal(new, ids):
+            break
+        ids = new
+    # converged: each component holds the id of its first cell; renumber 1..K in that order
+    first_cell = torch.where(mask, n - ids, n)  # background -> n, sorts last
+    uniques, inverse = torch.unique(first_cell, return_inverse=True)
+    labels_map = torch.where(mask, inverse + 1, 0)
+    num = len(uniques) - int(bool((~mask).any()))
+    return labels_map, num
+
+
+def connected_components(mask: Tensor, connectivity: int = 8) -> Tensor:
+    """Bounding boxes (K, 4) float32 "xyxy" in cell units of the components of mask (H, W).
+
+    x1 = min column, y1 = min row, x2 = max column + 1, y2 = max row + 1, so a single cell
+    at (row r, column c) gives [c, r, c + 1, r + 1]. Row k is component k + 1 of `label_components`.
+    """
+    labels_map, num = label_components(mask, connectivity)
+    rows, cols = torch.nonzero(labels_map, as_tuple=True)
+    index = labels_map[rows, cols] - 1  # (n_foreground,) component of each cell
+    big = max(mask.shape)
+    x1 = torch.full((num,), big, dtype=torch.int64, device=mask.device).scatter_reduce(0, index, cols, "amin")
+    y1 = torch.full((num,), big, dtype=torch.int64, device=mask.device).scatter_reduce(0, index, rows, "amin")
+    x2 = torch.full((num,), -1, dtype=torch.int64, device=mask.device).scatter_reduce(0, index, cols, "amax")
+    y2 = torch.full((num,), -1, dtype=torch.int64, device=mask.device).scatter_reduce(0, index, rows, "amax")
+    return torch.stack((x1, y1, x2 + 1, y2 + 1), dim=-1).float()

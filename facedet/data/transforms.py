@@ -1,0 +1,492 @@
+"""Box-aware image transforms shared by every model.
+
+Every transform is a small callable object
+
+    image, target = transform(image, target)
+
+where `image` is a float32 tensor (3, H, W) with values in [0, 1] and `target` a dict whose
+"boxes" are (N, 4) "xyxy" in PIXELS of the current image, with "labels" (N,) and
+"difficult" (N,) alongside. A transform that drops boxes drops the matching labels and
+difficult flags too (see `_keep`). Other keys pass through untouched.
+
+The pixel stage ends with `ToFractional` (boxes divided by the image width and height), after
+which `Normalize` turns the image into what the network expects. The SSD recipe (SPEC §5,
+sgrvinod's `utils.transform`) is
+
+    PhotometricDistort → RandomZoomOut → RandomMinIoUCrop → RandomHorizontalFlip
+    → Resize → ToFractional → Normalize
+
+Randomness comes from the `torch.Generator` given to a transform, or from torch's global RNG
+when none is given (the DataLoader seeds that one differently in every worker, so leave it
+None when loading with several workers; pass a seeded generator for reproducible demos/tests).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from facedet.boxes import box_iou, clip_boxes, to_absolute, to_fractional
+from facedet.errors import ConfigError
+
+Target = dict  # {"boxes": (N, 4) "xyxy", "labels": (N,), "difficult": (N,), ...}
+Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
+
+# Keys holding one entry per box; they are filtered together.
+PER_BOX_KEYS = ("boxes", "labels", "difficult")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _size_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """300 -> (300, 300); (h, w) -> (h, w)."""
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+def _keep(target: Target, keep: Tensor) -> Target:
+    """A copy of `target` with only the boxes selected by `keep` (bool mask or indices)."""
+    out = dict(target)
+    for key in PER_BOX_KEYS:
+        if key in out:
+            out[key] = out[key][keep]
+    return out
+
+
+def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    return low + (high - low) * torch.rand((), generator=generator).item()
+
+
+def _coin(p: float, generator: torch.Generator | None) -> bool:
+    """True with probability p."""
+    return torch.rand((), generator=generator).item() < p
+
+
+def _fill_tensor(fill: float | Sequence[float], dtype: torch.dtype) -> Tensor:
+    """A scalar or per-channel fill value as a (3, 1, 1) tensor."""
+    fill = torch.as_tensor(fill, dtype=dtype)
+    return fill.reshape(-1, 1, 1).expand(3, 1, 1)
+
+
+# --------------------------------------------------------------------------- composition
+
+
+class Compose:
+    """Apply transforms one after the other."""
+
+    def __init__(self, transforms: Sequence[Transform]):
+        self.transforms = list(transforms)
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        for t in self.transforms:
+            image, target = t(image, target)
+        return image, target
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(t) for t in self.transforms)
+        return f"Compose([\n  {inner}\n])"
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+class Resize:
+    """Resize to `size` (int: square, or (h, w)), ignoring the aspect ratio; boxes scale along.
+
+    Bilinear with antialiasing, so shrinking a large photo averages pixels instead of
+    skipping them; its weights are non-negative, so values stay in [0, 1].
+    """
+
+    def __init__(self, size: int | Sequence[int]):
+        self.size = _size_hw(size)
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        h, w = image.shape[-2:]
+        new_h, new_w = self.size
+        if (h, w) != (new_h, new_w):
+            image = F.interpolate(
+                image[None], size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
+            )[0]
+        scale = torch.tensor([new_w / w, new_h / h, new_w / w, new_h / h], dtype=torch.float32)
+        return image, {**target, "boxes": target["boxes"] * scale}
+
+    def __repr__(self) -> str:
+        return f"Resize(size={self.size})"
+
+
+class Letterbox:
+    """Resize keeping the aspect ratio, then pad to `size` (int or (h, w)) with `fill`.
+
+    The image is centred on the canvas. The target gets "letterbox_scale" (sx, sy) and
+    "letterbox_pad" (left, top) so that predictions can be mapped back with `undo_letterbox`.
+    """
+
+    def __init__(self, size: int | Sequence[int], fill: float | Sequence[float] = 0.0):
+        self.size = _size_hw(size)
+        self.fill = fill
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        h, w = image.shape[-2:]
+        out_h, out_w = self.size
+        ratio = min(out_h / h, out_w / w)
+        new_h, new_w = max(1, round(h * ratio)), max(1, round(w * ratio))
+        resized, target = Resize((new_h, new_w))(image, target)
+        left, top = (out_w - new_w) // 2, (out_h - new_h) // 2
+        canvas = _fill_tensor(self.fill, image.dtype).expand(3, out_h, out_w).clone()
+        canvas[:, top : top + new_h, left : left + new_w] = resized
+        shift = torch.tensor([left, top, left, top], dtype=torch.float32)
+        return canvas, {
+            **target,
+            "boxes": target["boxes"] + shift,
+            # exact per-axis ratios: rounding makes new_w / w and new_h / h differ slightly
+            "letterbox_scale": torch.tensor([new_w / w, new_h / h], dtype=torch.float32),
+            "letterbox_pad": torch.tensor([left, top], dtype=torch.float32),
+        }
+
+    def __repr__(self) -> str:
+        return f"Letterbox(size={self.size}, fill={self.fill})"
+
+
+def undo_letterbox(
+    boxes: Tensor,
+    scale: Tensor,
+    pad: Tensor,
+    input_size: Sequence[int] | None = None,
+    orig_size: Sequence[int] | None = None,
+) -> Tensor:
+    """Map boxes from the letterboxed network input back to the original image.
+
+    boxes:      (N, 4) "xyxy" in pixels of the letterboxed input, or FRACTIONAL of it when
+                `input_size` (h, w) of the input is given
+    scale, pad: target["letterbox_scale"] (sx, sy) and target["letterbox_pad"] (left, top)
+    orig_size:  (h, w) of the original image; when given, boxes are clipped to it
+    returns     (N, 4) "xyxy" in pixels of the original image
+    """
+    boxes = boxes.float()
+    if input_size is not None:
+        in_h, in_w = input_size
+        boxes = to_absolute(boxes, in_w, in_h)
+    sx, sy = scale.tolist()
+    left, top = pad.tolist()
+    boxes = (boxes - torch.tensor([left, top, left, top])) / torch.tensor([sx, sy, sx, sy])
+    if orig_size is not None:
+        h, w = (int(v) for v in orig_size)
+        boxes = clip_boxes(boxes, w, h)
+    return boxes
+
+
+class RandomHorizontalFlip:
+    """Mirror left-right with probability p: x1' = W - x2, x2' = W - x1."""
+
+    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None):
+        self.p = p
+        self.generator = generator
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        if not _coin(self.p, self.generator):
+            return image, target
+        w = image.shape[-1]
+        boxes = target["boxes"]
+        flipped = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
+        return image.flip(-1), {**target, "boxes": flipped}
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+class RandomZoomOut:
+    """With probability p, place the image at a random spot of a canvas 1..max_scale times
+    larger, filled with `fill` (the dataset mean, so it becomes 0 after Normalize).
+
+    Objects become smaller relative to the image: it teaches the detector small faces.
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        max_scale: float = 4.0,
+        fill: float | Sequence[float] = 0.0,
+        generator: torch.Generator | None = None,
+    ):
+        self.p = p
+        self.max_scale = max_scale
+        self.fill = fill
+        self.generator = generator
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        if not _coin(self.p, self.generator):
+            return image, target
+        h, w = image.shape[-2:]
+        scale = _uniform(1.0, self.max_scale, self.generator)
+        out_h, out_w = int(scale * h), int(scale * w)
+        left = int(torch.randint(0, out_w - w + 1, (), generator=self.generator))
+        top = int(torch.randint(0, out_h - h + 1, (), generator=self.generator))
+        canvas = _fill_tensor(self.fill, image.dtype).expand(3, out_h, out_w).clone()
+        canvas[:, top : top + h, left : left + w] = image
+        shift = torch.tensor([left, top, left, top], dtype=torch.float32)
+        return canvas, {**target, "boxes": target["boxes"] + shift}
+
+    def __repr__(self) -> str:
+        return f"RandomZoomOut(p={self.p}, max_scale={self.max_scale}, fill={self.fill})"
+
+
+Expand = RandomZoomOut  # the name used in the SSD paper and Caffe
+
+
+class RandomMinIoUCrop:
+    """SSD's random crop: objects must stay (partly) visible and the crop must overlap them.
+
+    Repeat until a crop is found:
+      1. draw a minimum IoU from `min_ious`; None means "keep the whole image";
+      2. draw `max_trials` candidate crops at once: each side 0.3-1 of the image's, aspect
+         (h / w) 0.5-2, at a random position;
+      3. accept the first candidate whose IoU with at least one box is >= the minimum and
+         that contains at least one box centre;
+      4. keep the boxes whose centres are inside the crop, clipped to it.
+    An image without boxes accepts the first candidate of a valid shape. After `max_rounds`
+    fruitless rounds the image is kept whole (the default None option makes that vanishingly rare).
+    """
+
+    def __init__(
+        self,
+        min_ious: Sequence[float | None] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, None),
+        min_scale: float = 0.3,
+        max_scale: float = 1.0,
+        min_aspect: float = 0.5,
+        max_aspect: float = 2.0,
+        max_trials: int = 50,
+        max_rounds: int = 100,
+        generator: torch.Generator | None = None,
+    ):
+        self.min_ious = list(min_ious)
+        self.max_rounds = max_rounds
+        self.min_scale, self.max_scale = min_scale, max_scale
+        self.min_aspect, self.max_aspect = min_aspect, max_aspect
+        self.max_trials = max_trials
+        self.generator = generator
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        h, w = image.shape[-2:]
+        boxes = target["boxes"]
+        g = self.generator
+        for _round in range(self.max_rounds):
+            min_iou = self.min_ious[int(torch.randint(len(self.min_ious), (), generator=g))]
+            if min_iou is None:
+                return image, target
+
+            # max_trials candidate crops, all at once
+            span = self.max_scale - self.min_scale
+            crop_w = ((self.min_scale + span * torch.rand(self.max_trials, generator=g)) * w).long()
+            crop_h = ((self.min_scale + span * torch.rand(self.max_trials, generator=g)) * h).long()
+            left = (torch.rand(self.max_trials, generator=g) * (w - crop_w + 1)).long()
+            top = (torch.rand(self.max_trials, generator=g) * (h - crop_h + 1)).long()
+            crops = torch.stack([left, top, left + crop_w, top + crop_h], dim=1).float()  # (T, 4)
+
+            aspect = crop_h / crop_w.clamp(min=1)
+            ok = (crop_w >= 1) & (crop_h >= 1) & (aspect >= self.min_aspect) & (aspect <= self.max_aspect)
+            if len(boxes):
+                centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # (N, 2)
+                inside = (  # (T, N): centre strictly inside the crop
+                    (centres[None, :, 0] > crops[:, None, 0])
+                    & (centres[None, :, 1] > crops[:, None, 1])
+                    & (centres[None, :, 0] < crops[:, None, 2])
+                    & (centres[None, :, 1] < crops[:, None, 3])
+                )
+                ok &= (box_iou(crops, boxes).amax(dim=1) >= min_iou) & inside.any(dim=1)
+            if not ok.any():
+                continue
+
+            trial = int(ok.nonzero()[0])
+            x1, y1, x2, y2 = (int(v) for v in crops[trial])
+            image = image[:, y1:y2, x1:x2]
+            if not len(boxes):
+                return image, target
+            target = _keep(target, inside[trial])
+            shift = torch.tensor([x1, y1, x1, y1], dtype=torch.float32)
+            kept = clip_boxes(target["boxes"] - shift, x2 - x1, y2 - y1)
+            return image, {**target, "boxes": kept}
+        return image, target  # nothing fits (possible only when min_ious lacks None)
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomMinIoUCrop(min_ious={self.min_ious}, scale=({self.min_scale}, {self.max_scale}), "
+            f"aspect=({self.min_aspect}, {self.max_aspect}), max_trials={self.max_trials})"
+        )
+
+
+# --------------------------------------------------------------------------- colour
+
+# ITU-R 601 luma weights, as in PIL's convert("L") and torchvision
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def grayscale(image: Tensor) -> Tensor:
+    """(3, H, W) RGB in [0, 1] -> (1, H, W) luma."""
+    weights = torch.tensor(_LUMA, dtype=image.dtype).reshape(3, 1, 1)
+    return (image * weights).sum(dim=0, keepdim=True)
+
+
+def adjust_brightness(image: Tensor, factor: float) -> Tensor:
+    """Scale every value; factor 1 is the identity."""
+    return (image * factor).clamp(0, 1)
+
+
+def adjust_contrast(image: Tensor, factor: float) -> Tensor:
+    """Blend with the mean grey level of the image; factor 0 gives a flat grey image."""
+    mean = grayscale(image).mean()
+    return (factor * image + (1 - factor) * mean).clamp(0, 1)
+
+
+def adjust_saturation(image: Tensor, factor: float) -> Tensor:
+    """Blend with the image's own grayscale version; factor 0 gives a grey image."""
+    return (factor * image + (1 - factor) * grayscale(image)).clamp(0, 1)
+
+
+def rgb_to_hsv(image: Tensor) -> Tensor:
+    """(3, H, W) RGB in [0, 1] -> (3, H, W) HSV, all three in [0, 1] (hue as a fraction of the circle)."""
+    r, g, b = image.unbind(0)
+    maxc, argmax = image.max(dim=0)
+    minc = image.min(dim=0).values
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    # hue sector by which channel is the largest: red 0, green 2, blue 4 (in sixths of the circle)
+    hue = torch.stack([(g - b) / safe, (b - r) / safe + 2, (r - g) / safe + 4])  # (3, H, W)
+    hue = hue.gather(0, argmax[None])[0]
+    hue = torch.where(delta > 0, (hue / 6) % 1.0, torch.zeros_like(hue))
+    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    return torch.stack([hue, sat, maxc])
+
+
+# For each of the six hue sectors, which of (v, q, p, t) goes to R, G and B.
+_HSV_SECTORS = torch.tensor([[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]])
+
+
+def hsv_to_rgb(image: Tensor) -> Tensor:
+    """(3, H, W) HSV in [0, 1] -> (3, H, W) RGB in [0, 1]; inverse of `rgb_to_hsv`."""
+    h, s, v = image.unbind(0)
+    sector = torch.floor(h * 6)
+    frac = h * 6 - sector
+    p = v * (1 - s)
+    q = v * (1 - s * frac)
+    t = v * (1 - s * (1 - frac))
+    candidates = torch.stack([v, q, p, t])  # (4, H, W)
+    index = _HSV_SECTORS[sector.long() % 6].permute(2, 0, 1)  # (3, H, W)
+    return candidates.gather(0, index)
+
+
+def adjust_hue(image: Tensor, delta: float) -> Tensor:
+    """Rotate the hue by `delta` (fraction of the colour circle, -0.5..0.5)."""
+    hsv = rgb_to_hsv(image)
+    hsv[0] = (hsv[0] + delta) % 1.0
+    return hsv_to_rgb(hsv).clamp(0, 1)
+
+
+class PhotometricDistort:
+    """SSD's colour jitter: brightness, contrast, saturation and hue, each applied with
+    probability p, in a random order. Ranges are sgrvinod's: factors 0.5-1.5, hue ±18/255
+    of the circle (about ±25 degrees). Boxes are untouched.
+    """
+
+    def __init__(
+        self,
+        brightness: tuple[float, float] = (0.5, 1.5),
+        contrast: tuple[float, float] = (0.5, 1.5),
+        saturation: tuple[float, float] = (0.5, 1.5),
+        hue: float = 18 / 255,
+        p: float = 0.5,
+        generator: torch.Generator | None = None,
+    ):
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+        self.p = p
+        self.generator = generator
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        g = self.generator
+        distortions = [
+            lambda im: adjust_brightness(im, _uniform(*self.brightness, g)),
+            lambda im: adjust_contrast(im, _uniform(*self.contrast, g)),
+            lambda im: adjust_saturation(im, _uniform(*self.saturation, g)),
+            lambda im: adjust_hue(im, _uniform(-self.hue, self.hue, g)),
+        ]
+        for i in torch.randperm(len(distortions), generator=g).tolist():
+            if _coin(self.p, g):
+                image = distortions[i](image)
+        return image, target
+
+    def __repr__(self) -> str:
+        return (
+            f"PhotometricDistort(brightness={self.brightness}, contrast={self.contrast}, "
+            f"saturation={self.saturation}, hue={self.hue:.4f}, p={self.p})"
+        )
+
+
+# --------------------------------------------------------------------------- end of the pixel stage
+
+
+class ToFractional:
+    """Boxes from pixels to fractions of the current image: divide by (w, h, w, h), clip to [0, 1]."""
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        h, w = image.shape[-2:]
+        return image, {**target, "boxes": to_fractional(target["boxes"], w, h).clamp(0, 1)}
+
+    def __repr__(self) -> str:
+        return "ToFractional()"
+
+
+class Normalize:
+    """(image - mean) / std per channel; mean and std are those of the model's pretraining."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        mean = torch.tensor(self.mean, dtype=image.dtype).reshape(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=image.dtype).reshape(-1, 1, 1)
+        return (image - mean) / std, target
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+# --------------------------------------------------------------------------- recipes
+
+AUGMENTATIONS = ("none", "flip", "ssd")
+
+
+def train_transforms(
+    size: int | Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    augment: str = "ssd",
+    generator: torch.Generator | None = None,
+) -> Compose:
+    """The training pipeline: pixel-space augmentation, resize to `size`, fractional boxes, normalise.
+
+    augment: "none" (resize only), "flip" (+ horizontal flip), or "ssd" (SPEC §5:
+    photometric → zoom-out filled with `mean` → min-IoU crop → flip).
+    """
+    if augment not in AUGMENTATIONS:
+        raise ConfigError(f"augment={augment!r} is not known; expected one of {', '.join(AUGMENTATIONS)}")
+    steps: list[Transform] = []
+    if augment == "ssd":
+        steps += [
+            PhotometricDistort(generator=generator),
+            RandomZoomOut(p=0.5, max_scale=4.0, fill=mean, generator=generator),
+            RandomMinIoUCrop(generator=generator),
+        ]
+    if augment in ("flip", "ssd"):
+        steps.append(RandomHorizontalFlip(0.5, generator=generator))
+    steps += [Resize(size), ToFractional(), Normalize(mean, std)]
+    return Compose(steps)
+
+
+def eval_transforms(size: int | Sequence[int], mean: Sequence[float], std: Sequence[float]) -> Compose:
+    """The evaluation/inference pipeline: resize to `size`, fractional boxes, normalise."""
+    return Compose([Resize(size), ToFractional(), Normalize(mean, std)])

@@ -1,0 +1,527 @@
+"""Rung 5: SSD300 (Liu et al. 2016, as taught by sgrvinod's tutorial, seed 003).
+
+Read top to bottom:
+  1. priors        - the 8732 default boxes, `make_priors()`
+  2. model         - VGG16 base + L2Norm(conv4_3) + auxiliary convs + prediction convs
+  3. criterion     - `MultiBoxLoss`: prior matching, Smooth L1, CE with hard negative
+                     mining (or sigmoid focal loss)
+  4. post-process  - `SSDPostprocess`: decode, per-class score filter, class-aware NMS, top_k,
+                     batched over images and classes without Python loops over either
+  5. builder       - `build_ssd300(cfg) -> Detector`
+
+Inside SSD, class 0 is *background* and object class `c` (0-based in the dataset) is
+score column `c + 1`. The criterion shifts labels by +1, the post-processor shifts them back.
+Boxes are fractional (0..1 of the 300x300 input); the format is named where it matters.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from facedet.boxes import box_area, box_convert, box_iou, decode, encode
+from facedet.errors import ConfigError
+from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+
+# --------------------------------------------------------------------------- 1. priors
+
+# (feature map, map size, prior scale s_k, aspect ratios w/h besides the extra prior).
+# Scales: 0.1 for conv4_3, then linear from 0.2 to 0.9 over the other five maps.
+PRIOR_MAPS: tuple[tuple[str, int, float, tuple[float, ...]], ...] = (
+    ("conv4_3", 38, 0.1, (1.0, 2.0, 0.5)),
+    ("conv7", 19, 0.2, (1.0, 2.0, 3.0, 0.5, 1.0 / 3.0)),
+    ("conv8_2", 10, 0.375, (1.0, 2.0, 3.0, 0.5, 1.0 / 3.0)),
+    ("conv9_2", 5, 0.55, (1.0, 2.0, 3.0, 0.5, 1.0 / 3.0)),
+    ("conv10_2", 3, 0.725, (1.0, 2.0, 0.5)),
+    ("conv11_2", 1, 0.9, (1.0, 2.0, 0.5)),
+)
+# priors per cell: one per aspect ratio + the extra square prior
+PRIORS_PER_CELL: tuple[int, ...] = tuple(len(ratios) + 1 for _, _, _, ratios in PRIOR_MAPS)
+
+
+def make_priors() -> Tensor:
+    """The 8732 SSD300 priors, (8732, 4) "cxcywh" fractional, clamped to [0, 1].
+
+    Order = order of the concatenated predictions: map by map (conv4_3 first), cells row
+    by row, and within a cell the ratios of `PRIOR_MAPS` with the extra prior (ratio 1,
+    scale sqrt(s_k * s_k+1), or 1 for the last map) right after the ratio-1 prior.
+    A prior of scale s and ratio a has w = s*sqrt(a), h = s/sqrt(a), so its area is s^2.
+    """
+    all_priors = []
+    for k, (_, size, scale, ratios) in enumerate(PRIOR_MAPS):
+        extra = math.sqrt(scale * PRIOR_MAPS[k + 1][2]) if k + 1 < len(PRIOR_MAPS) else 1.0
+        shapes = []  # (w, h) of the priors of one cell, in order
+        for ratio in ratios:
+            shapes.append((scale * math.sqrt(ratio), scale / math.sqrt(ratio)))
+            if ratio == 1.0:
+                shapes.append((extra, extra))
+        wh = torch.tensor(shapes)  # (A, 2)
+        centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+        cy, cx = torch.meshgrid(centres, centres, indexing="ij")  # row by row
+        cxcy = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2)  # (size*size, 1, 2)
+        priors = torch.cat(
+            [cxcy.expand(-1, len(shapes), 2), wh.expand(size * size, -1, 2)], dim=-1
+        )  # (size*size, A, 4)
+        all_priors.append(priors.reshape(-1, 4))
+    return torch.cat(all_priors).clamp_(0.0, 1.0)  # (8732, 4)
+
+
+# --------------------------------------------------------------------------- 2. model
+
+
+def _conv(in_ch: int, out_ch: int, kernel: int, batch_norm: bool, **kwargs) -> nn.Sequential:
+    """conv -> [BatchNorm] -> ReLU. The BatchNorm makes training from scratch practical."""
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, **kwargs)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(out_ch))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class VGGBase(nn.Module):
+    """VGG16's conv layers turned into SSD's base; returns conv4_3 and conv7 feature maps.
+
+    Changes to VGG16: pool3 rounds up (75 -> 38, not 37); pool5 is 3x3 stride 1 so conv5
+    stays 19x19; fc6/fc7 become conv6 (3x3, dilation 6: the decimated 7x7 fc6 kernel keeps
+    its receptive field, the "atrous" trick) and conv7 (1x1).
+    images (N, 3, 300, 300) -> conv4_3 (N, 512, 38, 38), conv7 (N, 1024, 19, 19)
+    """
+
+    # (name, out channels) of VGG16's 13 convs, in torchvision's order
+    CONVS = (("conv1_1", 64), ("conv1_2", 64), ("conv2_1", 128), ("conv2_2", 128),
+             ("conv3_1", 256), ("conv3_2", 256), ("conv3_3", 256),
+             ("conv4_1", 512), ("conv4_2", 512), ("conv4_3", 512),
+             ("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512))
+
+    def __init__(self, batch_norm: bool = False) -> None:
+        super().__init__()
+        in_ch = 3
+        for name, out_ch in self.CONVS:
+            self.add_module(name, _conv(in_ch, out_ch, 3, batch_norm, padding=1))
+            in_ch = out_ch
+        self.pool1 = nn.MaxPool2d(2, 2)
+        self.pool2 = nn.MaxPool2d(2, 2)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.pool4 = nn.MaxPool2d(2, 2)
+        self.pool5 = nn.MaxPool2d(3, stride=1, padding=1)
+        self.conv6 = _conv(512, 1024, 3, batch_norm, padding=6, dilation=6)
+        self.conv7 = _conv(1024, 1024, 1, batch_norm)
+        for m in self.modules():  # torchvision's VGG init, used when training from scratch
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.pool1(self.conv1_2(self.conv1_1(images)))  # (N, 64, 150, 150)
+        x = self.pool2(self.conv2_2(self.conv2_1(x)))  # (N, 128, 75, 75)
+        x = self.pool3(self.conv3_3(self.conv3_2(self.conv3_1(x))))  # (N, 256, 38, 38)
+        conv4_3 = self.conv4_3(self.conv4_2(self.conv4_1(x)))  # (N, 512, 38, 38)
+        x = self.pool4(conv4_3)  # (N, 512, 19, 19)
+        x = self.pool5(self.conv5_3(self.conv5_2(self.conv5_1(x))))  # (N, 512, 19, 19)
+        conv7 = self.conv7(self.conv6(x))  # (N, 1024, 19, 19)
+        return conv4_3, conv7
+
+
+class L2Norm(nn.Module):
+    """Scale each position's channel vector to unit L2 norm, then by a learned per-channel
+    factor (init 20): conv4_3's activations are much larger than the deeper maps'."""
+
+    def __init__(self, channels: int, init_scale: float = 20.0, eps: float = 1e-10) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((channels,), init_scale))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> (N, C, H, W)
+        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps  # (N, 1, H, W)
+        return x / norm * self.scale.view(1, -1, 1, 1)
+
+
+class AuxiliaryConvs(nn.Module):
+    """Four 1x1-then-3x3 blocks after conv7, each giving a smaller feature map.
+
+    conv7 (N, 1024, 19, 19) -> conv8_2 (N, 512, 10, 10), conv9_2 (N, 256, 5, 5),
+                               conv10_2 (N, 256, 3, 3), conv11_2 (N, 256, 1, 1)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv8_1 = _conv(1024, 256, 1, False)
+        self.conv8_2 = _conv(256, 512, 3, False, stride=2, padding=1)  # 19 -> 10
+        self.conv9_1 = _conv(512, 128, 1, False)
+        self.conv9_2 = _conv(128, 256, 3, False, stride=2, padding=1)  # 10 -> 5
+        self.conv10_1 = _conv(256, 128, 1, False)
+        self.conv10_2 = _conv(128, 256, 3, False)  # 5 -> 3 (no padding)
+        self.conv11_1 = _conv(256, 128, 1, False)
+        self.conv11_2 = _conv(128, 256, 3, False)  # 3 -> 1
+
+    def forward(self, conv7: Tensor) -> list[Tensor]:
+        conv8_2 = self.conv8_2(self.conv8_1(conv7))
+        conv9_2 = self.conv9_2(self.conv9_1(conv8_2))
+        conv10_2 = self.conv10_2(self.conv10_1(conv9_2))
+        conv11_2 = self.conv11_2(self.conv11_1(conv10_2))
+        return [conv8_2, conv9_2, conv10_2, conv11_2]
+
+
+class PredictionConvs(nn.Module):
+    """One 3x3 conv per feature map for box offsets (4 per prior) and one for class scores.
+
+    Six maps -> pred_locs (N, 8732, 4) encoded offsets, pred_scores (N, 8732, num_scores),
+    flattened in the priors' order (map, row, column, prior).
+    """
+
+    CHANNELS = (512, 1024, 512, 256, 256, 256)  # of conv4_3, conv7, conv8_2 ... conv11_2
+
+    def __init__(self, num_scores: int) -> None:
+        super().__init__()
+        self.num_scores = num_scores
+        self.loc = nn.ModuleList(
+            nn.Conv2d(ch, k * 4, 3, padding=1) for ch, k in zip(self.CHANNELS, PRIORS_PER_CELL)
+        )
+        self.cls = nn.ModuleList(
+            nn.Conv2d(ch, k * num_scores, 3, padding=1)
+            for ch, k in zip(self.CHANNELS, PRIORS_PER_CELL)
+        )
+
+    def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        n = features[0].shape[0]
+        # (N, k*4, H, W) -> (N, H, W, k*4) -> (N, H*W*k, 4): channels-last puts each cell's
+        # k priors next to each other, as in make_priors()
+        locs = [conv(f).permute(0, 2, 3, 1).reshape(n, -1, 4) for conv, f in zip(self.loc, features)]
+        scores = [
+            conv(f).permute(0, 2, 3, 1).reshape(n, -1, self.num_scores)
+            for conv, f in zip(self.cls, features)
+        ]
+        return torch.cat(locs, dim=1), torch.cat(scores, dim=1)
+
+
+class SSD300(nn.Module):
+    """SSD300 for `num_classes` object classes (background is added: num_classes + 1 scores).
+
+    images (N, 3, 300, 300) ImageNet-normalised ->
+        pred_locs   (N, 8732, 4) offsets to the priors (see facedet.boxes.encode)
+        pred_scores (N, 8732, num_classes + 1) logits, column 0 = background
+
+    batch_norm:  BatchNorm after every base conv (for training from scratch).
+    class_prior: if given (e.g. 0.01 for focal loss), class biases start at
+                 -log((1 - p) / p) so every sigmoid begins near p (RetinaNet's init).
+    """
+
+    def __init__(self, num_classes: int, batch_norm: bool = False,
+                 class_prior: float | None = None) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.base = VGGBase(batch_norm)
+        self.l2norm = L2Norm(512)
+        self.aux = AuxiliaryConvs()
+        self.pred = PredictionConvs(num_classes + 1)
+        for m in [*self.aux.modules(), *self.pred.modules()]:
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        if class_prior is not None:
+            for conv in self.pred.cls:
+                nn.init.constant_(conv.bias, -math.log((1 - class_prior) / class_prior))
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        conv4_3, conv7 = self.base(images)
+        features = [self.l2norm(conv4_3), conv7, *self.aux(conv7)]
+        return self.pred(features)
+
+
+# --------------------------------------------------------------------------- 3. criterion
+
+
+def pad_targets(targets: Sequence[dict], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack per-image targets into padded tensors so matching is one batched operation.
+
+    targets: list of B dicts with "boxes" (n_i, 4) "xyxy" fractional and "labels" (n_i,)
+    returns boxes (B, M, 4) "xyxy", labels (B, M) int64, valid (B, M) bool, M = max(1, max n_i)
+    (padding rows are zeros with valid False; M >= 1 keeps shapes non-empty).
+    """
+    m = max([1] + [len(t["labels"]) for t in targets])
+    boxes = torch.zeros(len(targets), m, 4, device=device)
+    labels = torch.zeros(len(targets), m, dtype=torch.int64, device=device)
+    valid = torch.zeros(len(targets), m, dtype=torch.bool, device=device)
+    for i, t in enumerate(targets):  # a copy per image, not a loop over boxes
+        n = len(t["labels"])
+        boxes[i, :n] = t["boxes"].to(device=device, dtype=torch.float32)
+        labels[i, :n] = t["labels"].to(device)
+        valid[i, :n] = True
+    return boxes, labels, valid
+
+
+def match_priors(gt_boxes: Tensor, gt_labels: Tensor, valid: Tensor, priors_xyxy: Tensor,
+                 threshold: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Assign every prior an object (or background), for a whole batch at once.
+
+    gt_boxes (B, M, 4) "xyxy", gt_labels (B, M) 0-based, valid (B, M), priors_xyxy (P, 4).
+    Rules (SSD paper): each prior takes the object it overlaps most; each object also
+    takes its best prior whatever the overlap (so no object goes unmatched); priors whose
+    overlap is below `threshold` are background.
+    returns labels (B, P) int64 with 0 = background and object class c as c + 1,
+            matched (B, P, 4) "xyxy" box of each prior's object (meaningful where labels > 0).
+    """
+    b, m, _ = gt_boxes.shape
+    iou = box_iou(gt_boxes.reshape(b * m, 4), priors_xyxy).reshape(b, m, -1)  # (B, M, P)
+    iou = iou.masked_fill(~valid.unsqueeze(-1), -1.0)  # padding never wins
+    overlap, obj_for_prior = iou.max(dim=1)  # (B, P)
+    prior_for_obj = iou.argmax(dim=2)  # (B, M)
+    img, obj = valid.nonzero(as_tuple=True)
+    pri = prior_for_obj[img, obj]
+    obj_for_prior[img, pri] = obj
+    overlap[img, pri] = 2.0  # above any threshold: forced matches stay positive
+    labels = gt_labels.gather(1, obj_for_prior) + 1  # (B, P)
+    labels[overlap < threshold] = 0
+    matched = gt_boxes.gather(1, obj_for_prior.unsqueeze(-1).expand(-1, -1, 4))  # (B, P, 4)
+    return labels, matched
+
+
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25,
+                       gamma: float = 2.0) -> Tensor:
+    """Element-wise focal loss FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t) (Lin et al. 2017).
+
+    logits, targets: same shape, targets in {0, 1}; returns the same shape, unreduced.
+    alpha weighs positives (1 - alpha negatives); (1 - p_t)^gamma shrinks the loss of
+    examples already classified well, i.e. the flood of easy background anchors.
+    """
+    p = logits.sigmoid()
+    p_t = p * targets + (1 - p) * (1 - targets)
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # -log(p_t)
+    return alpha_t * (1 - p_t).pow(gamma) * bce
+
+
+class MultiBoxLoss(nn.Module):
+    """SSD's loss: Smooth L1 on the positives' offsets + classification, both / N_pos.
+
+    outputs = (pred_locs (B, P, 4), pred_scores (B, P, C + 1)); targets as in the contract.
+    loss="ce":    softmax cross-entropy over the positives and the `neg_pos_ratio` x N_pos
+                  highest-loss negatives of each image (hard negative mining).
+    loss="focal": sigmoid focal loss over every prior and object class (column 0 unused);
+                  no mining, the focal weight does that job.
+    returns {"loc": alpha * loc loss, "conf": conf loss}; with no object in the batch
+    "loc" is exactly 0 and "conf" finite.
+    """
+
+    def __init__(self, priors: Tensor, threshold: float = 0.5, neg_pos_ratio: float = 3.0,
+                 alpha: float = 1.0, variances: tuple[float, float] = (0.1, 0.2),
+                 loss: str = "ce", focal_alpha: float = 0.25, focal_gamma: float = 2.0) -> None:
+        super().__init__()
+        if loss not in ("ce", "focal"):
+            raise ConfigError(f"model.loss={loss!r}: expected 'ce' or 'focal'")
+        self.register_buffer("priors", priors)  # (P, 4) "cxcywh"
+        self.threshold = threshold
+        self.neg_pos_ratio = neg_pos_ratio
+        self.alpha = alpha
+        self.variances = variances
+        self.loss = loss
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+
+    def encode_targets(self, targets: Sequence[dict]) -> tuple[Tensor, Tensor]:
+        """labels (B, P) with 0 = background, loc targets (B, P, 4) offsets."""
+        gt_boxes, gt_labels, valid = pad_targets(targets, self.priors.device)
+        priors_xyxy = box_convert(self.priors, "cxcywh", "xyxy")
+        labels, matched = match_priors(gt_boxes, gt_labels, valid, priors_xyxy, self.threshold)
+        loc_targets = encode(box_convert(matched, "xyxy", "cxcywh"), self.priors, self.variances)
+        return labels, loc_targets
+
+    def hard_negatives(self, ce: Tensor, positives: Tensor) -> Tensor:
+        """The `neg_pos_ratio` x N_pos negatives with the highest loss in each image.
+
+        ce (B, P) per-prior cross-entropy, positives (B, P) bool -> mask (B, P) bool.
+        One sort for the whole batch: positives' losses are zeroed so they sort last
+        among the candidates, and the first `ratio * N_pos` ranks of each row are kept.
+        """
+        neg_ce = ce.detach().masked_fill(positives, 0.0)
+        order = neg_ce.sort(dim=1, descending=True).indices  # (B, P)
+        num_hard = (self.neg_pos_ratio * positives.sum(dim=1, keepdim=True)).long()  # (B, 1)
+        ranks = torch.arange(ce.shape[1], device=ce.device).expand_as(ce)
+        hard_sorted = ranks < num_hard  # (B, P) in sorted order
+        hard = torch.zeros_like(positives).scatter(1, order, hard_sorted)
+        return hard & ~positives
+
+    def forward(self, outputs: tuple[Tensor, Tensor], targets: Sequence[dict]) -> dict[str, Tensor]:
+        pred_locs, pred_scores = outputs  # (B, P, 4), (B, P, C + 1)
+        labels, loc_targets = self.encode_targets(targets)  # (B, P), (B, P, 4)
+        positives = labels > 0
+        num_pos = positives.sum().clamp(min=1).float()  # guard: a batch without objects
+
+        # Smooth L1 summed over the positives' 4 offsets, as in the paper
+        # (the tutorial used plain L1 averaged over coordinates)
+        loc = F.smooth_l1_loss(pred_locs[positives], loc_targets[positives], reduction="sum")
+
+        if self.loss == "focal":
+            onehot = F.one_hot(labels, pred_scores.shape[-1])[..., 1:].float()  # drop background
+            conf = sigmoid_focal_loss(pred_scores[..., 1:], onehot, self.focal_alpha,
+                                      self.focal_gamma).sum()
+        else:
+            ce = F.cross_entropy(pred_scores.flatten(0, 1), labels.flatten(),
+                                 reduction="none").view_as(labels)  # (B, P)
+            keep = positives | self.hard_negatives(ce, positives)
+            conf = (ce * keep).sum()
+        return {"loc": self.alpha * loc / num_pos, "conf": conf / num_pos}
+
+
+# --------------------------------------------------------------------------- 4. post-process
+
+
+def box_iou_batched(a: Tensor, b: Tensor) -> Tensor:
+    """IoU within each group: (G, N, 4), (G, M, 4) "xyxy" -> (G, N, M).
+
+    The arithmetic of facedet.boxes.box_iou step for step (so both give the same bits),
+    batched over the leading dimension and done one coordinate at a time, which keeps
+    every intermediate a contiguous (G, N, M) tensor (several times faster on CPU).
+    """
+    ax1, ay1, ax2, ay2 = (t.unsqueeze(2) for t in a.unbind(-1))  # (G, N, 1) each
+    bx1, by1, bx2, by2 = (t.unsqueeze(1) for t in b.unbind(-1))  # (G, 1, M) each
+    w = (torch.min(ax2, bx2) - torch.max(ax1, bx1)).clamp_(min=0)  # (G, N, M)
+    h = (torch.min(ay2, by2) - torch.max(ay1, by1)).clamp_(min=0)
+    inter = w * h
+    union = box_area(a)[:, :, None] + box_area(b)[:, None, :] - inter
+    return inter / union.clamp_(min=torch.finfo(union.dtype).tiny)
+
+
+def greedy_nms_mask(boxes: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS in many groups at once, without a loop over boxes.
+
+    boxes (G, K, 4) "xyxy" sorted by decreasing score in each group, valid (G, K) bool.
+    returns keep (G, K) bool: exactly what the one-box-at-a-time greedy loop keeps.
+
+    Box i is kept iff no *kept* earlier box j overlaps it by more than the threshold.
+    Start from "keep everything" and re-apply that rule to all boxes at once until nothing
+    changes: after t rounds the first t boxes of each group are final, and the rule has a
+    single fixed point, the greedy answer. Usually a handful of rounds, at most K.
+    """
+    k = boxes.shape[1]
+    earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # j < i
+    suppresses = (box_iou_batched(boxes, boxes) > iou_threshold) & earlier  # (G, K, K): j suppresses i
+    suppresses &= valid.unsqueeze(2)
+    keep = valid.clone()
+    for _ in range(k):
+        # (G, 1, K) @ (G, K, K): how many kept earlier boxes overlap each box
+        hits = torch.bmm(keep.unsqueeze(1).to(boxes.dtype), suppresses.to(boxes.dtype))
+        new_keep = valid & (hits.squeeze(1) == 0)
+        if torch.equal(new_keep, keep):
+            break
+        keep = new_keep
+    return keep
+
+
+def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: float,
+                   top_k: int, candidates: int | None = None) -> list[dict[str, Tensor]]:
+    """Per-class score filter + per-class NMS + top_k, for a batch, all classes at once.
+
+    boxes  (B, P, 4) "xyxy" (one box per prior, shared by the classes)
+    scores (B, P, C) probabilities of the C object classes (no background column)
+    Every (image, class) pair is a group: its boxes scoring > min_score, best first.
+    Only the best `candidates` of each group enter one padded NMS. The top_k boxes of an
+    image are shared by its C classes, so the default is 4 * top_k / C (at most top_k):
+    the IoU work grows with its square. A group cut short could still own a box of the
+    final top_k if most of its candidates were suppressed; when that can happen the cut is
+    doubled and NMS redone, so the result is always that of NMS on every candidate.
+    returns per image {"boxes" (K, 4) "xyxy", "scores" (K,), "labels" (K,) 0-based},
+    K <= top_k, sorted by decreasing score.
+    """
+    b, p, c = scores.shape
+    group_scores = scores.transpose(1, 2).reshape(b * c, p)  # (G, P), group g = image * C + class
+    passing = group_scores > min_score
+    num_pass = passing.sum(dim=1)  # (G,)
+    most = int(num_pass.max()) if num_pass.numel() else 0
+    if candidates is None:
+        candidates = min(top_k, max(16, 4 * math.ceil(top_k / c)))
+    cut = min(max(1, candidates), max(1, most))
+    image = torch.arange(b, device=boxes.device).repeat_interleave(c)  # (G,) image of each group
+    while True:
+        cand_scores, cand_prior = group_scores.masked_fill(~passing, -1.0).topk(cut, dim=1)  # (G, cut)
+        cand_valid = cand_scores > min_score
+        cand_boxes = boxes[image.unsqueeze(1), cand_prior]  # (G, cut, 4)
+        keep = greedy_nms_mask(cand_boxes, cand_valid, nms_iou)
+
+        kept_scores = cand_scores.masked_fill(~keep, -1.0).view(b, c * cut)  # (B, C*cut)
+        if cut >= most:
+            break
+        # the best missing box of a cut group scores at most its last candidate's score
+        cut_groups = (num_pass > cut).view(b, c)
+        threshold = cand_scores[:, -1].view(b, c)
+        num_better = (kept_scores.unsqueeze(1) > threshold.unsqueeze(2)).sum(dim=2)  # (B, C)
+        if bool(((num_better >= top_k) | ~cut_groups).all()):
+            break
+        cut = min(2 * cut, most)
+
+    best_scores, best = kept_scores.topk(min(top_k, c * cut), dim=1)  # (B, top_k)
+    best_boxes = cand_boxes.view(b, c * cut, 4).gather(1, best.unsqueeze(-1).expand(-1, -1, 4))
+    best_labels = best // cut  # position in (class, candidate) order -> 0-based class
+    found = best_scores > min_score
+    return [
+        {"boxes": best_boxes[i][found[i]], "scores": best_scores[i][found[i]],
+         "labels": best_labels[i][found[i]]}
+        for i in range(b)  # variable-length results: one dict per image
+    ]
+
+
+class SSDPostprocess:
+    """Raw SSD outputs -> detections per image.
+
+    outputs = (pred_locs (B, P, 4), pred_scores (B, P, C + 1)); decodes the offsets
+    against `priors` ("cxcywh"), turns logits into probabilities (softmax over the
+    background and the classes for a CE-trained model; per-class sigmoid for focal loss),
+    then `multiclass_nms`. Evaluation settings of the paper: min_score 0.01, nms_iou 0.45,
+    top_k 200.
+    """
+
+    def __init__(self, priors: Tensor, variances: tuple[float, float] = (0.1, 0.2),
+                 score: str = "softmax") -> None:
+        if score not in ("softmax", "sigmoid"):
+            raise ConfigError(f"postprocess score={score!r}: expected 'softmax' or 'sigmoid'")
+        self.priors = priors
+        self.variances = variances
+        self.score = score
+
+    @torch.no_grad()
+    def __call__(self, outputs: tuple[Tensor, Tensor], min_score: float = 0.01,
+                 nms_iou: float = 0.45, top_k: int = 200,
+                 candidates: int | None = None) -> list[dict[str, Tensor]]:
+        pred_locs, pred_scores = outputs
+        priors = self.priors.to(pred_locs.device)
+        boxes = box_convert(decode(pred_locs, priors, self.variances), "cxcywh", "xyxy")
+        if self.score == "softmax":
+            probs = pred_scores.softmax(dim=-1)[..., 1:]  # drop the background column
+        else:
+            probs = pred_scores[..., 1:].sigmoid()
+        return multiclass_nms(boxes, probs, min_score, nms_iou, top_k, candidates)
+
+
+# --------------------------------------------------------------------------- 5. builder
+
+
+def build_ssd300(cfg) -> Detector:
+    """SSD300 + MultiBoxLoss + SSDPostprocess from a ModelConfig.
+
+    Uses cfg.num_classes, cfg.batch_norm, cfg.pretrained ("" = from scratch, a path to a
+    torchvision vgg16-*.pth, or "torchvision" to download it), cfg.neg_pos_ratio,
+    cfg.loss ("ce" | "focal"), cfg.focal_alpha, cfg.focal_gamma.
+    """
+    image_size = getattr(cfg, "image_size", 300)
+    if image_size != 300:
+        raise ConfigError(f"model.image_size={image_size}: SSD300's priors need 300")
+    loss = getattr(cfg, "loss", "ce")
+    model = SSD300(cfg.num_classes, batch_norm=getattr(cfg, "batch_norm", False),
+                   class_prior=0.01 if loss == "focal" else None)
+    pretrained = getattr(cfg, "pretrained", "")
+    if pretrained:
+        from facedet.models.vgg_weights import load_vgg16_base  # only when asked for
+
+        load_vgg16_base(model, pretrained)
+    priors = make_priors()
+    criterion = MultiBoxLoss(priors, neg_pos_ratio=getattr(cfg, "neg_pos_ratio", 3.0), loss=loss,
+                             focal_alpha=getattr(cfg, "focal_alpha", 0.25),
+                             focal_gamma=getattr(cfg, "focal_gamma", 2.0))
+    postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax")
+    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+build = build_ssd300  # the name every rung file exposes

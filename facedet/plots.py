@@ -1,0 +1,51 @@
+"""Figures produced by the package (never drawn by hand).
+
+plot_pr_curves: precision-recall curves of an evaluation, one line per class, AP in the legend.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def plot_pr_curves(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    path: str | Path,
+    title: str = "precision-recall",
+) -> Path:
+    """Save a PNG of precision-recall curves and return its path.
+
+    curves: name -> (precision (K,), recall (K,)) in decreasing score order, as returned by
+    `EvalResult.pr_curves()`. The legend gives each curve's all-point AP. Draws on a bare
+    Agg canvas rather than through pyplot, so it works headless and leaves the caller's
+    matplotlib backend (a notebook's, say) untouched.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from facedet.evaluation import average_precision
+
+    fig = Figure(figsize=(6, 5), dpi=100)
+    FigureCanvasAgg(fig)  # attaches itself to fig
+    ax = fig.add_subplot()
+    for name, (precision, recall) in curves.items():
+        precision = np.asarray(precision, dtype=np.float64)
+        recall = np.asarray(recall, dtype=np.float64)
+        if len(recall) == 0:  # no detections: a single point at (0, 0)
+            precision, recall = np.zeros(1), np.zeros(1)
+        ap = float(average_precision(precision, recall))
+        # start each curve at recall 0 with its first precision, so a single point still shows as a line
+        ax.plot(np.r_[0.0, recall], np.r_[precision[:1], precision], lw=1.5, label=f"{name} (AP {ap:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(loc="lower left", fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

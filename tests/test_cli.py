@@ -1,0 +1,82 @@
+"""End to end through the command-line entry points, on the embedded synthetic data."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from facedet import evaluate, infer, train
+from facedet.checkpoint import load_checkpoint
+from facedet.cli import run_cli
+
+TINY = ["data.synthetic_train=24", "data.synthetic_val=8", "data.num_workers=0", "train.batch_size=8",
+        "model.width=8", "train.device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short quick-start run shared by the tests below."""
+    out = tmp_path_factory.mktemp("runs")
+    os.environ.setdefault("FACEDET_CACHE", str(tmp_path_factory.mktemp("cache")))
+    code = run_cli(train.main, ["--config", "quickstart.yaml", f"out_dir={out}", "name=q", "train.epochs=2", *TINY])
+    assert code == 0
+    return out / "q"
+
+
+def test_train_writes_run_directory(trained):
+    for name in ("config.yaml", "metrics.csv", "training_chart.png", "last.pt", "best.pt"):
+        assert (trained / name).exists(), name
+    state = load_checkpoint(trained / "best.pt")
+    assert state["config"]["model"]["name"] == "yolo_face_tiny" and state["class_names"] == ["face"]
+    assert "mAP50" in state["metrics"]
+
+
+def test_infer_writes_json_and_annotated_images(trained, tmp_path):
+    from facedet.data.synthetic import make_demo_image
+
+    image = tmp_path / "imgs" / "demo.jpg"
+    make_demo_image(image, seed=3)
+    (tmp_path / "imgs" / "broken.jpg").write_text("not an image")
+    out = tmp_path / "det.json"
+    code = run_cli(infer.main, [str(tmp_path / "imgs"), "--checkpoint", str(trained / "best.pt"),
+                                "--json", str(out), "--save-dir", str(tmp_path / "ann"), "--min-score", "0.0"])
+    assert code == 1  # one file could not be read; the others were still processed
+    results = json.loads(out.read_text())
+    assert list(results) == [str(image)]
+    for box in results[str(image)]:
+        assert len(box) == 6 and box[0] <= box[2] and box[1] <= box[3] and 0 <= box[4] <= 1
+    assert (tmp_path / "ann" / "demo_det.jpg").exists()
+
+
+def test_evaluate_prints_table(trained, tmp_path, capsys):
+    code = run_cli(evaluate.main, ["--checkpoint", str(trained / "best.pt"), "--out", str(tmp_path)])
+    assert code == 0
+    assert "face" in capsys.readouterr().out
+    assert (tmp_path / "pr_curve.png").exists() and "mAP50" in json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    assert run_cli(train.main, ["--config", "quickstart.yaml", "train.epoch=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "train.epoch" in err and "\n" not in err
+    assert run_cli(infer.main, [str(tmp_path / "missing.jpg"), "--checkpoint", str(tmp_path / "x.pt")]) == 2
+    assert "x.pt" in capsys.readouterr().err
+    assert run_cli(train.main, ["--config", "quickstart.yaml", f"data.root={tmp_path / 'nothing'}"]) == 2
+    assert "nothing" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_torchrun_two_cpu_processes(tmp_path):
+    """DistributedDataParallel with the gloo backend: two processes, rank 0 saves."""
+    env = {**os.environ, "FACEDET_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", "29531", "-m", "facedet.train",
+           "--config", "quickstart.yaml", f"out_dir={tmp_path}", "name=ddp", "train.epochs=1", *TINY]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    # 24 images, batch 8 per process, 2 processes: 12 images each -> 1 full batch per epoch
+    assert state["iteration"] == 1
+    assert proc.stdout.count("parameters,") == 1  # only rank 0 prints
