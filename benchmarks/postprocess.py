@@ -112,7 +112,8 @@ def main() -> None:
     settings = {"min_score": 0.01, "nms_iou": 0.45, "top_k": 200}
     probs = outputs[1].softmax(dim=2)[..., 1:]
     per_class = (probs > settings["min_score"]).sum(dim=1).float().mean()
-    print(f"batch {args.batch}, {len(priors)} priors, {args.classes - 1} classes + background, "
+    print(f"batch {args.batch}, {len(priors)} priors, "
+          f"{args.classes - 1} object class(es) + background, "
           f"{per_class:.0f} boxes per (image, class) above min_score, "
           f"{torch.get_num_threads()} thread(s)")
 
@@ -123,10 +124,12 @@ def main() -> None:
     kept = sum(len(d["scores"]) for d in batched)
 
     print(f"{kept} detections kept; identical: {identical}\n")
-    print("| post-processing                     | ms / batch | speed-up |")
-    print("|-------------------------------------|-----------:|---------:|")
-    print(f"| reference (loops: image, class, box) | {loop_ms:10.1f} |     1.0x |")
-    print(f"| SSDPostprocess (batched)             | {batched_ms:10.1f} | {loop_ms / batched_ms:7.1f}x |")
+    rows = [("reference (loops: image, class, box)", loop_ms),
+            ("SSDPostprocess (batched)", batched_ms)]
+    print(f"| {'post-processing':<36} | ms / batch | speed-up |")
+    print(f"|{'-' * 38}|-----------:|---------:|")
+    for name, ms in rows:
+        print(f"| {name:<36} | {ms:10.1f} | {loop_ms / ms:7.1f}x |")
     if not identical:
         raise SystemExit("the two post-processors disagree")
 

@@ -69,8 +69,8 @@ def train(cfg: Config) -> dict[str, float]:
                       extra_state={"class_names": class_names})
     metrics = trainer.fit()
     if dist.is_main():
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-        print(f"done: {run_dir / 'best.pt'} {shown}")
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if "/" not in k)
+        print(f"done: best {main_metric} {trainer.best:.4f} in {run_dir / 'best.pt'}; last epoch: {shown}")
     dist.cleanup()
     return metrics
 

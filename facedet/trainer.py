@@ -164,7 +164,8 @@ class Trainer:
         row = {"epoch": self.epoch, "iteration": self.iteration,
                "lr": self.optimizer.param_groups[0]["lr"], **losses, **metrics}
         self.history.append(row)
-        shown = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "iteration"))
+        # per-class values ("AP50/face") go to the CSV only
+        shown = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "iteration") and "/" not in k)
         tqdm.write(f"epoch {self.epoch}/{self.epochs}: {shown}")
         keys = list(dict.fromkeys(k for r in self.history for k in r))
         with open(self.run_dir / "metrics.csv", "w", newline="") as f:

@@ -14,7 +14,7 @@ def plot_training_chart(history: list[dict[str, float]], path: str | Path, metri
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [row["epoch"] + 1 for row in history]
+    epochs = [row["epoch"] for row in history]  # epochs completed, 1-based
     skip = {"epoch", "iteration", "lr"}
     terms = [k for k in dict.fromkeys(k for r in history for k in r) if k not in skip]
     losses = [k for k in terms if k == "loss" or not _is_metric(k, metric)]

@@ -164,6 +164,11 @@ def test_loss_from_target_dicts():
     assert bce == pytest.approx((-math.log(0.6) - 7 * math.log(0.8)) / 8, rel=1e-6)
 
 
+def test_loss_refuses_another_grid_size():
+    with pytest.raises(ConfigError, match="griddim=7"):
+        GridLoss(griddim=7)(torch.rand(1, 14, 14), [target([])])
+
+
 def test_loss_names_the_non_finite_term():
     p = torch.full((1, 2, 2), 0.5)
     p[0, 1, 1] = float("nan")

@@ -8,9 +8,9 @@ from facedet.boxes import box_convert, box_iou, encode
 from facedet.errors import CheckpointError, ConfigError
 from facedet.models.ssd import (
     PRIORS_PER_CELL,
+    SSD300,
     L2Norm,
     MultiBoxLoss,
-    SSD300,
     build_ssd300,
     make_priors,
     sigmoid_focal_loss,
@@ -258,7 +258,7 @@ def test_forced_match_of_small_object(priors):
     tiny = [0.40, 0.40, 0.41, 0.45]  # overlaps every prior by less than 0.5
     iou = box_iou(torch.tensor([tiny]), box_convert(priors, "cxcywh", "xyxy"))[0]
     assert iou.max() < 0.5
-    labels, loc_targets = criterion.encode_targets([target([tiny], [0])])
+    labels, _ = criterion.encode_targets([target([tiny], [0])])
     assert labels[0].nonzero().flatten().tolist() == [int(iou.argmax())]
     assert labels[0, iou.argmax()] == 1
 

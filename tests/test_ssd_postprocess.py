@@ -7,8 +7,13 @@ import pytest
 import torch
 
 from facedet.boxes import batched_nms, box_convert
-import facedet.models.ssd as ssd
-from facedet.models.ssd import SSDPostprocess, greedy_nms_mask, make_priors, multiclass_nms
+from facedet.models import ssd
+from facedet.models.ssd import (
+    SSDPostprocess,
+    greedy_nms_mask,
+    make_priors,
+    multiclass_nms,
+)
 
 
 def _load_benchmark():

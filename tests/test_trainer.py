@@ -1,6 +1,5 @@
 """The common trainer on a stand-in model: logging, checkpoints, resume, NaN, Ctrl-C."""
 import csv
-import math
 
 import pytest
 import torch
@@ -103,7 +102,6 @@ def test_resume_continues_the_same_trajectory(tmp_path):
 
 def test_nan_loss_names_term_and_keeps_last_good_checkpoint(tmp_path):
     trainer = make_trainer(tmp_path, ["train.val_every=0"], criterion=Criterion(poison_at=8))  # 6 batches/epoch
-    before = None
     with pytest.raises(NonFiniteLossError) as err:
         trainer.fit()
     message = str(err.value)

@@ -21,6 +21,7 @@ from facedet.models.yolo_face import (
     YOLOPostprocess,
     build_yolo_face,
     build_yolo_face_tiny,
+    cell_to_image,
     decode_boxes,
     encode_targets,
     yolo_face_features,
@@ -93,6 +94,22 @@ def test_tiny_model_sizes():
     assert YOLOFaceTiny(boxes_per_cell=2, num_classes=3)(torch.rand(2, 3, 224, 224)).shape == (2, 7, 7, 13)
     with pytest.raises(ConfigError, match="power of two"):
         YOLOFaceTiny(griddim=7, image_size=200)
+
+
+def test_tiny_model_outputs_follow_the_centre_convention():
+    """The tiny head predicts in-cell offsets; in seed mode it adds its cell's position."""
+    torch.manual_seed(0)
+    seed_mode = YOLOFaceTiny(width=8, boxes_per_cell=2).eval()
+    v1_mode = YOLOFaceTiny(width=8, boxes_per_cell=2, cell_relative=True).eval()
+    v1_mode.load_state_dict(seed_mode.state_dict())
+    images = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        image_relative, cell_relative = seed_mode(images), v1_mode(images)
+    assert torch.allclose(image_relative, cell_to_image(cell_relative, boxes_per_cell=2))
+    # cell row 3, column 5: both slots' centres lie inside that cell, [5/7, 6/7] x [3/7, 4/7]
+    x, y = image_relative[0, 3, 5, [1, 6]], image_relative[0, 3, 5, [2, 7]]
+    assert ((5 / 7 <= x) & (x <= 6 / 7)).all() and ((3 / 7 <= y) & (y <= 4 / 7)).all()
+    assert torch.equal(image_relative[..., [0, 3, 4, 5, 8, 9]], cell_relative[..., [0, 3, 4, 5, 8, 9]])
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +280,13 @@ def test_loss_class_term():
     assert terms["coord"].item() == 0
 
 
+def test_loss_refuses_outputs_of_another_layout():
+    with pytest.raises(ConfigError, match="griddim=7"):
+        YOLOFaceLoss(griddim=7)(torch.rand(1, 14, 14, 5), [target([])])
+    with pytest.raises(ConfigError, match="boxes_per_cell=2"):
+        YOLOFaceLoss(griddim=7, boxes_per_cell=2)(torch.rand(1, 7, 7, 5), [target([])])
+
+
 def test_loss_on_an_image_without_faces():
     pred = torch.rand(1, 7, 7, 5, generator=torch.Generator().manual_seed(0)).requires_grad_()
     terms = YOLOFaceLoss(griddim=7)(pred, [target([])])
@@ -318,7 +342,7 @@ def test_builders_read_the_config():
     tiny = build_yolo_face_tiny(cfg)
     assert isinstance(tiny, Detector) and isinstance(tiny.model, YOLOFaceTiny)
     assert tiny.model(torch.rand(2, 3, 224, 224)).shape == (2, 7, 7, 10)
-    assert tiny.criterion.boxes_per_cell == 2 and tiny.postprocess.cell_relative
+    assert tiny.criterion.boxes_per_cell == 2 and tiny.postprocess.cell_relative and tiny.model.cell_relative
     with torch.device("meta"):
         seed = build_yolo_face(SimpleNamespace(**{**vars(cfg), "boxes_per_cell": 1, "cell_relative": False}))
     assert isinstance(seed.model, YOLOFaceCNN) and not seed.criterion.cell_relative

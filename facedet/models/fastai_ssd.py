@@ -12,7 +12,7 @@ Prior matching and class-aware NMS are SSD's, imported from ssd.py.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,12 @@ from torch import Tensor, nn
 from facedet.boxes import box_convert
 from facedet.errors import ConfigError
 from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
-from facedet.models.ssd import match_priors, multiclass_nms, pad_targets, sigmoid_focal_loss
+from facedet.models.ssd import (
+    match_priors,
+    multiclass_nms,
+    pad_targets,
+    sigmoid_focal_loss,
+)
 
 GRIDS = (4, 2, 1)
 ZOOMS = (0.75, 1.0, 1.3)

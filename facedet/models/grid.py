@@ -178,6 +178,10 @@ class GridLoss(nn.Module):
 
     def forward(self, outputs: Tensor, targets: list[dict[str, Any]] | Tensor) -> dict[str, Tensor]:
         """outputs (N, S, S), targets as in the class docstring -> {"bce": scalar}."""
+        if outputs.shape[1:] != (self.griddim, self.griddim):
+            raise ConfigError(
+                f"GridLoss: outputs of shape {tuple(outputs.shape)} do not match model.griddim={self.griddim}"
+            )
         if isinstance(targets, Tensor):
             truth = targets.to(outputs.device, outputs.dtype)
         else:

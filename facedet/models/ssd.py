@@ -16,7 +16,7 @@ Boxes are fractional (0..1 of the 300x300 input); the format is named where it m
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -189,7 +189,9 @@ class PredictionConvs(nn.Module):
         n = features[0].shape[0]
         # (N, k*4, H, W) -> (N, H, W, k*4) -> (N, H*W*k, 4): channels-last puts each cell's
         # k priors next to each other, as in make_priors()
-        locs = [conv(f).permute(0, 2, 3, 1).reshape(n, -1, 4) for conv, f in zip(self.loc, features)]
+        locs = [
+            conv(f).permute(0, 2, 3, 1).reshape(n, -1, 4) for conv, f in zip(self.loc, features)
+        ]
         scores = [
             conv(f).permute(0, 2, 3, 1).reshape(n, -1, self.num_scores)
             for conv, f in zip(self.cls, features)
@@ -299,7 +301,8 @@ class MultiBoxLoss(nn.Module):
 
     outputs = (pred_locs (B, P, 4), pred_scores (B, P, C + 1)); targets as in the contract.
     loss="ce":    softmax cross-entropy over the positives and the `neg_pos_ratio` x N_pos
-                  highest-loss negatives of each image (hard negative mining).
+                  highest-loss negatives of each image (hard negative mining); an image
+                  without objects therefore adds no term.
     loss="focal": sigmoid focal loss over every prior and object class (column 0 unused);
                   no mining, the focal weight does that job.
     returns {"loc": alpha * loc loss, "conf": conf loss}; with no object in the batch
@@ -398,13 +401,13 @@ def greedy_nms_mask(boxes: Tensor, valid: Tensor, iou_threshold: float) -> Tenso
     """
     k = boxes.shape[1]
     earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # j < i
-    suppresses = (box_iou_batched(boxes, boxes) > iou_threshold) & earlier  # (G, K, K): j suppresses i
-    suppresses &= valid.unsqueeze(2)
+    overlaps = box_iou_batched(boxes, boxes) > iou_threshold  # (G, K, K)
+    suppresses = (overlaps & earlier & valid.unsqueeze(2)).float()  # [g, j, i]: j removes i
     keep = valid.clone()
     for _ in range(k):
         # (G, 1, K) @ (G, K, K): how many kept earlier boxes overlap each box
-        hits = torch.bmm(keep.unsqueeze(1).to(boxes.dtype), suppresses.to(boxes.dtype))
-        new_keep = valid & (hits.squeeze(1) == 0)
+        hits = torch.bmm(keep.unsqueeze(1).float(), suppresses).squeeze(1)  # (G, K)
+        new_keep = valid & (hits == 0)
         if torch.equal(new_keep, keep):
             break
         keep = new_keep
@@ -436,7 +439,8 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: flo
     cut = min(max(1, candidates), max(1, most))
     image = torch.arange(b, device=boxes.device).repeat_interleave(c)  # (G,) image of each group
     while True:
-        cand_scores, cand_prior = group_scores.masked_fill(~passing, -1.0).topk(cut, dim=1)  # (G, cut)
+        ranked = group_scores.masked_fill(~passing, -1.0)
+        cand_scores, cand_prior = ranked.topk(cut, dim=1)  # (G, cut) best first
         cand_valid = cand_scores > min_score
         cand_boxes = boxes[image.unsqueeze(1), cand_prior]  # (G, cut, 4)
         keep = greedy_nms_mask(cand_boxes, cand_valid, nms_iou)
@@ -470,7 +474,8 @@ class SSDPostprocess:
     against `priors` ("cxcywh"), turns logits into probabilities (softmax over the
     background and the classes for a CE-trained model; per-class sigmoid for focal loss),
     then `multiclass_nms`. Evaluation settings of the paper: min_score 0.01, nms_iou 0.45,
-    top_k 200.
+    top_k 200. `candidates` (a speed knob, never a change of result) is the first cut of
+    boxes per (image, class) that enters NMS.
     """
 
     def __init__(self, priors: Tensor, variances: tuple[float, float] = (0.1, 0.2),

@@ -8,8 +8,8 @@ third kernel tap (7x7 -> 3x3, with dilation 6 to span the same area): "decimatio
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn

@@ -10,6 +10,7 @@ suppression keeps the best one per face. Reading order:
     YOLOFaceCNN          the seed's network, layer for layer (413,743,925 parameters)
     YOLOFaceTiny         a compact fully-convolutional variant (1,128,229 parameters) for CPU
     encode_targets       boxes -> the (N, S, S, B*5+C) tensor the network should output
+    cell_to_image        in-cell centres -> image-relative centres
     decode_boxes         network output -> one fractional "xyxy" box per cell and slot
     YOLOFaceLoss         {"coord", "obj", "noobj"(, "cls")}
     YOLOPostprocess      threshold -> NMS -> top-k
@@ -389,6 +390,11 @@ class YOLOFaceLoss(nn.Module):
 
     def forward(self, outputs: Tensor, targets: list[dict[str, Any]] | Tensor) -> dict[str, Tensor]:
         """outputs, targets as in the class docstring -> {"coord", "obj", "noobj"(, "cls")}."""
+        if outputs.shape[1:] != (self.griddim, self.griddim, cell_channels(self.boxes_per_cell, self.num_classes)):
+            raise ConfigError(
+                f"YOLOFaceLoss: outputs of shape {tuple(outputs.shape)} do not match model.griddim="
+                f"{self.griddim}, boxes_per_cell={self.boxes_per_cell}, num_classes={self.num_classes}"
+            )
         if isinstance(targets, Tensor):
             encoded = targets.to(outputs.device, outputs.dtype)
         else:
