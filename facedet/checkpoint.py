@@ -19,7 +19,8 @@ from facedet.config import Config, from_dict
 from facedet.errors import CheckpointError, ConfigError
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+def atomic_save(state: dict[str, Any], path: str | Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -30,6 +31,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+save_checkpoint = atomic_save
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -253,6 +253,8 @@ def _check(value: Any, hint: Any, path: str, source: str) -> Any:
             return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
         except ValueError:
             pass
+    if hint is str and value is None:
+        return ""  # `data.classes=` on the command line: empty, not YAML's null
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # a run name like 2024 or a split like 2007
     if hint is int and isinstance(value, bool) or not isinstance(value, hint):

@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,29 @@ def test_torchrun_two_cpu_processes(tmp_path):
     # 24 images, batch 8 per process, 2 processes: 12 images each -> 1 full batch per epoch
     assert state["iteration"] == 1
     assert proc.stdout.count("parameters,") == 1  # only rank 0 prints
+
+
+def _yolo_set(root: Path, label_text: str) -> Path:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        Image.new("RGB", (64, 48), (120, 90, 60)).save(root / "images" / split / "a.jpg")
+        (root / "labels" / split / "a.txt").write_text(label_text)
+    return root
+
+
+def test_train_on_bad_data_names_file_and_line(tmp_path, capsys):
+    root = _yolo_set(tmp_path / "set", "0 0.5 0.5 0.2 0.2\n0 0.5 oops 0.2\n")
+    code = run_cli(train.main, ["--config", "quickstart.yaml", f"data.root={root}", f"out_dir={tmp_path}", *TINY])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "a.txt:2" in err and "class cx cy w h" in err
+
+
+def test_train_refuses_class_count_mismatch(tmp_path, capsys):
+    root = _yolo_set(tmp_path / "set", "0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n")
+    code = run_cli(train.main, ["--config", "grid7.yaml", f"data.root={root}", "data.classes=", f"out_dir={tmp_path}", *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and "num_classes" in err and "data.classes=face" in err

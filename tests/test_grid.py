@@ -223,6 +223,16 @@ def test_postprocess_threshold_and_top_k():
     assert empty["boxes"].shape == (0, 4) and empty["scores"].shape == (0,) and empty["labels"].shape == (0,)
 
 
+def test_low_min_score_ranks_components_instead_of_merging_faint_cells():
+    """Evaluation asks for min_score 0.01; faint cells must not bridge two faces into one box."""
+    probs = grid(["99111", "11111", "11188", "11188", "11111"])[None]  # "1" = 0.1 everywhere else
+    post = GridPostprocess(griddim=5)  # components at p >= 0.5
+    det = post(probs, min_score=0.01)[0]
+    assert det["scores"].tolist() == pytest.approx([0.9, 0.8])
+    assert post(probs, min_score=0.85)[0]["scores"].tolist() == pytest.approx([0.9])
+    assert len(GridPostprocess(griddim=5, cell_threshold=0.05)(probs, min_score=0.01)[0]["boxes"]) == 1
+
+
 def test_truth_matrix_then_postprocess_recovers_cell_aligned_boxes():
     boxes = torch.tensor([[0.0, 0.0, 2 / 7, 3 / 7], [4 / 7, 4 / 7, 1.0, 6 / 7]])
     dets = GridPostprocess(griddim=7)(truth_matrix(boxes, 7)[None], min_score=0.5)[0]

@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,6 +41,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from facedet.boxes import box_iou
+from facedet.checkpoint import atomic_save
 from facedet.data.images import load_image
 from facedet.data.record import Record
 from facedet.errors import ConfigError, DataError
@@ -258,19 +258,6 @@ def crops_key(records: Sequence[Record], nonface_paths: Sequence[str | os.PathLi
     return digest.hexdigest()[:20]
 
 
-def _save_atomically(state: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 # --------------------------------------------------------------------------- the dataset
 
 
@@ -329,7 +316,7 @@ class FaceCropDataset(Dataset):
         else:
             state = make_crops(records, nonface_paths, progress=progress, **params)
             if self.cache_path is not None:
-                _save_atomically(state, self.cache_path)
+                atomic_save(state, self.cache_path)
         self.images: Tensor = state["images"]    # (N, 3, size, size) uint8
         self.labels: Tensor = state["labels"]    # (N,) float32
         self.kinds: Tensor = state["kinds"]      # (N,) int8, index into KINDS
