@@ -177,10 +177,13 @@ class Trainer:
     def save(self, metrics: dict[str, float]) -> None:
         if not dist.is_main():
             return
-        score = metrics.get(self.main_metric, -self.history[-1]["loss"] if self.history else -math.inf)
         self.save_to(self.run_dir / "last.pt", metrics)
-        if score > self.best:
-            self.best = score
+        validating = self.validate_fn is not None and self.cfg.train.val_every > 0
+        if validating and self.main_metric not in metrics:
+            return  # only validated epochs compete for best.pt
+        score = metrics[self.main_metric] if validating else -self.history[-1]["loss"]
+        if score > self.best or not (self.run_dir / "best.pt").exists():  # NaN never compares greater
+            self.best = self.best if math.isnan(score) else score
             self.save_to(self.run_dir / "best.pt", metrics)
 
     def save_to(self, path: Path, metrics: dict[str, float], interrupted: bool = False) -> None:
