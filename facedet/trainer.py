@@ -177,13 +177,16 @@ class Trainer:
     def save(self, metrics: dict[str, float]) -> None:
         if not dist.is_main():
             return
-        self.save_to(self.run_dir / "last.pt", metrics)
         validating = self.validate_fn is not None and self.cfg.train.val_every > 0
-        if validating and self.main_metric not in metrics:
-            return  # only validated epochs compete for best.pt
-        score = metrics[self.main_metric] if validating else -self.history[-1]["loss"]
-        if score > self.best or not (self.run_dir / "best.pt").exists():  # NaN never compares greater
-            self.best = self.best if math.isnan(score) else score
+        improved = False
+        if not validating or self.main_metric in metrics:  # only validated epochs compete for best.pt
+            score = metrics[self.main_metric] if validating else -self.history[-1]["loss"]
+            # NaN never compares greater, but a run always ends with some best.pt
+            improved = score > self.best or not (self.run_dir / "best.pt").exists()
+            if improved and not math.isnan(score):
+                self.best = score
+        self.save_to(self.run_dir / "last.pt", metrics)  # after `best` is updated: resume sees it
+        if improved:
             self.save_to(self.run_dir / "best.pt", metrics)
 
     def save_to(self, path: Path, metrics: dict[str, float], interrupted: bool = False) -> None:

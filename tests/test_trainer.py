@@ -147,3 +147,18 @@ def test_schedules():
     assert lr_factor(cfg, 50, 100) == pytest.approx(0.5)
     cfg = load_config(None, ["train.schedule=step", "train.step_size=10", "train.gamma=0.5"]).train
     assert lr_factor(cfg, 25, 100) == pytest.approx(0.25)
+
+
+def test_best_checkpoint_survives_resume(tmp_path):
+    scores = iter([0.5, 0.9, 0.6, 0.7])
+
+    def validate(model):
+        return {"score": next(scores)}
+
+    first = make_trainer(tmp_path, ["train.epochs=4"], validate=validate)
+    first.epochs = 2
+    first.fit()
+    resumed = make_trainer(tmp_path, ["train.epochs=4", f"train.resume={tmp_path / 'last.pt'}"], validate=validate)
+    resumed.fit()
+    assert load_checkpoint(tmp_path / "best.pt")["metrics"]["score"] == 0.9  # 0.6 and 0.7 never replace it
+    assert load_checkpoint(tmp_path / "last.pt")["metrics"]["score"] == 0.7
