@@ -113,7 +113,7 @@ class Trainer:
             for name, value in terms.items():
                 sums[name] += value.item()
             sums["loss"] += loss.item()
-            bar.set_postfix({k: f"{v / (batch + 1):.4f}" for k, v in sums.items()})
+            bar.set_postfix({k: f"{v / (batch + 1):.4f}" for k, v in sums.items()}, refresh=False)
             if self.iteration >= self.total_iters:
                 break
         n = max(1, batch + 1) if len(self.train_loader) else 1
