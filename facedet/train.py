@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import yaml
+
 from facedet import distributed as dist
 from facedet.cli import run_cli, seed_everything, select_device
-from facedet.config import CONFIGS_DIR, Config, load_config, save_config
+from facedet.config import CONFIGS_DIR, Config, load_config, save_config, to_dict
 from facedet.data.loaders import build_datasets, build_loader, resolve_num_classes
 from facedet.evaluation import evaluate_classification, evaluate_detections
 from facedet.models import build_model
@@ -28,9 +30,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=f"configs shipped in {CONFIGS_DIR}: {known}. "
         "Overrides are section.key=value, e.g. train.epochs=3 train.lr=1e-3 data.root=/data/faces "
         "data.classes=face model.griddim=14 train.resume=runs/x/last.pt. "
-        "See facedet/config.py for every key, its type and meaning.",
+        "--print-config lists every key; facedet/config.py gives each one's type and meaning.",
     )
     parser.add_argument("--config", required=True, help="YAML file, or the name of one in configs/")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (every key, defaults included) and exit")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="settings to override")
     return parser.parse_args(argv)
 
@@ -77,7 +81,11 @@ def train(cfg: Config) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    train(load_config(args.config, args.overrides))
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
+    train(cfg)
     return 0
 
 

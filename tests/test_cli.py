@@ -105,3 +105,12 @@ def test_train_refuses_class_count_mismatch(tmp_path, capsys):
     code = run_cli(train.main, ["--config", "grid7.yaml", f"data.root={root}", "data.classes=", f"out_dir={tmp_path}", *TINY])
     err = capsys.readouterr().err
     assert code == 2 and "num_classes" in err and "data.classes=face" in err
+
+
+def test_print_config_shows_resolved_values(capsys):
+    import yaml
+
+    assert run_cli(train.main, ["--config", "yolo_face.yaml", "train.epochs=2", "--print-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["train"]["epochs"] == 2 and shown["model"]["name"] == "yolo_face"
+    assert shown["eval"]["nms_iou"] == 0.45  # defaults are listed too
