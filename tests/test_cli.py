@@ -114,3 +114,17 @@ def test_print_config_shows_resolved_values(capsys):
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["train"]["epochs"] == 2 and shown["model"]["name"] == "yolo_face"
     assert shown["eval"]["nms_iou"] == 0.45  # defaults are listed too
+
+
+def test_several_roots_are_concatenated(tmp_path):
+    from facedet.config import DataConfig
+    from facedet.data.loaders import load_records
+    from facedet.errors import ConfigError
+
+    one = _yolo_set(tmp_path / "one", "0 0.5 0.5 0.2 0.2\n")
+    two = _yolo_set(tmp_path / "two", "0 0.5 0.5 0.2 0.2\n0 0.2 0.2 0.1 0.1\n")
+    records, names = load_records(DataConfig(root=f"{one}, {two}", classes="face"), "train")
+    assert [len(r.boxes) for r in records] == [1, 2] and names == ["face"]
+    (two / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [cat]\n")
+    with pytest.raises(ConfigError, match="data.classes"):
+        load_records(DataConfig(root=f"{one},{two}"), "val")

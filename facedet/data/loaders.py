@@ -23,21 +23,36 @@ from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 
 
-def dataset_root(cfg: DataConfig) -> Path:
-    """The folder to read: `data.root` with variables expanded, or the synthetic set."""
+def dataset_roots(cfg: DataConfig) -> list[Path]:
+    """The folders to read: `data.root` (several separated by commas, variables expanded),
+    or the embedded synthetic set when it is empty."""
     if not cfg.root:
-        return ensure_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val)
-    root = Path(os.path.expandvars(os.path.expanduser(cfg.root)))
-    if "$" in str(root):
-        raise ConfigError(f"data.root '{cfg.root}': environment variable not set (e.g. export FACEDET_DATA=...)")
-    if not root.exists():
-        raise ConfigError(f"data.root '{root}' does not exist")
-    return root
+        return [ensure_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val)]
+    roots = []
+    for entry in cfg.root.split(","):
+        root = Path(os.path.expandvars(os.path.expanduser(entry.strip())))
+        if "$" in str(root):
+            raise ConfigError(f"data.root '{entry}': environment variable not set (e.g. export FACEDET_DATA=...)")
+        if not root.exists():
+            raise ConfigError(f"data.root '{root}' does not exist")
+        roots.append(root)
+    return roots
 
 
 def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[str]]:
-    """Records of one split and the class names, in whatever format the folder holds."""
-    return _read(str(dataset_root(cfg)), split, cfg.format, cfg.classes, cfg.skip_bad_images)
+    """Records of one split and the class names, in whatever format each folder holds.
+
+    Several roots are concatenated; their class names must agree (data.classes=face
+    makes any face sets agree).
+    """
+    records, names = [], None
+    for root in dataset_roots(cfg):
+        more, more_names = _read(str(root), split, cfg.format, cfg.classes, cfg.skip_bad_images)
+        if names is not None and more_names != names:
+            raise ConfigError(f"data.root '{root}' has classes {more_names}, the folder before it {names}; "
+                              "set data.classes (e.g. data.classes=face) so they agree")
+        records, names = records + more, more_names
+    return records, names
 
 
 @functools.lru_cache(maxsize=8)
