@@ -76,7 +76,9 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu"):
 
     Returns (detector, config, class_names).
     """
-    from facedet.models import build_model  # models import nothing from here; keep it lazy
+    from facedet.models import (
+        build_model,  # models import nothing from here; keep it lazy
+    )
 
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)

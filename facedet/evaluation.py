@@ -24,8 +24,8 @@ are TP, FP, TP:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -138,7 +138,7 @@ def _sort_within_groups(groups: Tensor, scores: Tensor | None = None) -> tuple[T
     return order, torch.arange(len(groups)) - first
 
 
-def _pad(values: Tensor, rows: Tensor, cols: Tensor, shape: tuple[int, int], fill: float | int | bool) -> Tensor:
+def _pad(values: Tensor, rows: Tensor, cols: Tensor, shape: tuple[int, int], fill: float | bool) -> Tensor:
     """Scatter values (N, ...) into a new (*shape, ...) tensor at [rows, cols]; the rest is `fill`."""
     out = values.new_full((*shape, *values.shape[1:]), fill)
     out[rows, cols] = values

@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 
 from facedet.checkpoint import load_detector
 from facedet.cli import run_cli, select_device
-from facedet.data.images import load_image
 from facedet.data.dataset import image_to_tensor
+from facedet.data.images import load_image
 from facedet.data.loaders import inference_transforms
 from facedet.errors import CheckpointError, DataError
 from facedet.models.detector import Detector
@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     device = select_device(args.device)
     detector, cfg, class_names = load_detector(checkpoint, device)
     if detector.task != "detection":
-        from facedet.models.sliding_window import detector_from_classifier  # rung 2 wraps rung 1
+        from facedet.models.sliding_window import (
+            detector_from_classifier,  # rung 2 wraps rung 1
+        )
 
         detector = detector_from_classifier(detector)
     images = collect_images(args.paths)

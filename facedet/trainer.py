@@ -11,8 +11,8 @@ import contextlib
 import csv
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn

@@ -1,7 +1,7 @@
 """Tests for facedet.boxes: hand-worked values, slow loop oracles, properties, edge cases."""
 
-from collections import deque
 import math
+from collections import deque
 
 import pytest
 import torch

@@ -6,7 +6,12 @@ import torch
 from torchinfo import summary
 
 from facedet.errors import NonFiniteLossError
-from facedet.models.classifier import CNNClassifier, ClassifierLoss, build_classifier, classifier_postprocess
+from facedet.models.classifier import (
+    ClassifierLoss,
+    CNNClassifier,
+    build_classifier,
+    classifier_postprocess,
+)
 
 
 @pytest.fixture(scope="module")

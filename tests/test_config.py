@@ -1,6 +1,14 @@
 import pytest
 
-from facedet.config import CONFIGS_DIR, Config, from_dict, load_config, resolve_config_path, save_config, to_dict
+from facedet.config import (
+    CONFIGS_DIR,
+    Config,
+    from_dict,
+    load_config,
+    resolve_config_path,
+    save_config,
+    to_dict,
+)
 from facedet.errors import ConfigError
 
 

@@ -6,7 +6,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from facedet.data.dataset import DetectionDataset, collate, image_to_tensor, tensor_to_image
+from facedet.data.dataset import (
+    DetectionDataset,
+    collate,
+    image_to_tensor,
+    tensor_to_image,
+)
 from facedet.data.record import Record
 from facedet.data.transforms import eval_transforms, train_transforms
 from facedet.errors import DataError

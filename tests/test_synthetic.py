@@ -7,7 +7,12 @@ import torch
 from PIL import Image
 
 from facedet.data import synthetic
-from facedet.data.synthetic import ensure_synthetic, make_demo_image, render_scene, yolo_label_lines
+from facedet.data.synthetic import (
+    ensure_synthetic,
+    make_demo_image,
+    render_scene,
+    yolo_label_lines,
+)
 from facedet.errors import DataError
 
 SIZE = 96  # small images keep the test fast; faces are still >= 11 px

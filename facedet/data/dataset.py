@@ -16,7 +16,7 @@ Images in a batch share one size; boxes do not share one count, so targets stay 
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

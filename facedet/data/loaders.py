@@ -18,7 +18,13 @@ from facedet.data.dataset import DetectionDataset, collate
 from facedet.data.readers import read_dataset
 from facedet.data.record import Record
 from facedet.data.synthetic import ensure_synthetic
-from facedet.data.transforms import Compose, Normalize, ToFractional, eval_transforms, train_transforms
+from facedet.data.transforms import (
+    Compose,
+    Normalize,
+    ToFractional,
+    eval_transforms,
+    train_transforms,
+)
 from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 
@@ -78,7 +84,9 @@ def resolve_num_classes(cfg: Config) -> None:
 def build_datasets(cfg: Config, detector: Detector) -> tuple[Dataset, Dataset, list[str]]:
     """Train and validation datasets with the transforms the model expects."""
     if detector.task == "classification":
-        from facedet.data.crops import build_crop_datasets  # the classifier rung's crops
+        from facedet.data.crops import (
+            build_crop_datasets,  # the classifier rung's crops
+        )
 
         return build_crop_datasets(cfg, detector)
     train_records, names = load_records(cfg.data, cfg.data.train_split)

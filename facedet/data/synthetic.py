@@ -19,7 +19,6 @@ place only when complete, so a half-written set is never read.
 from __future__ import annotations
 
 import argparse
-
 import hashlib
 import json
 import math
@@ -27,8 +26,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

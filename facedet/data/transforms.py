@@ -22,7 +22,7 @@ None when loading with several workers; pass a seeded generator for reproducible
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

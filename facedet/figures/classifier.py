@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure  # drawn off-screen: no pyplot, no display, no global backend
+from matplotlib.figure import (
+    Figure,  # drawn off-screen: no pyplot, no display, no global backend
+)
 from matplotlib.patches import Patch
 from torch import Tensor, nn
 
@@ -222,7 +224,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from facedet.checkpoint import load_detector
     from facedet.cli import select_device
-    from facedet.data.crops import FaceCropDataset, load_image_tensor, list_images
+    from facedet.data.crops import FaceCropDataset, list_images, load_image_tensor
     from facedet.data.readers import read_dataset
     from facedet.errors import CheckpointError, ConfigError, DataError
 

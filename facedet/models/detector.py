@@ -1,8 +1,8 @@
 """What every rung hands to the trainer, the evaluator and the CLI."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
