@@ -29,6 +29,7 @@ RUNGS = {
     "yolo_face_tiny": (dict(name="yolo_face_tiny"), "4  YOLOFaceTiny (quick start)"),
     "ssd300": (dict(name="ssd300", image_size=300), "5  SSD300"),
     "fastai_ssd": (dict(name="fastai_ssd"), "5  fast.ai SSD head"),
+    "face_ssd": (dict(name="face_ssd", image_size=320, width=32), "5  FaceSSD (shipped default)"),
 }
 
 

@@ -87,3 +87,14 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu"):
     detector.model.to(device).eval()
     names = list(state.get("class_names") or [f"class{i}" for i in range(cfg.model.num_classes)])
     return detector, cfg, names
+
+
+def load_for_detection(path: str | Path, device: torch.device | str = "cpu"):
+    """Like `load_detector`, but a classifier (rung 1) comes back inside a sliding window
+    (rung 2), so every checkpoint can detect. Returns (detector, config, class_names)."""
+    detector, cfg, names = load_detector(path, device)
+    if detector.task == "classification":
+        from facedet.models.sliding_window import detector_from_classifier
+
+        detector, names = detector_from_classifier(detector), ["face"]
+    return detector, cfg, names

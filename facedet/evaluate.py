@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from facedet.checkpoint import load_detector
+from facedet.checkpoint import load_for_detection
 from facedet.cli import run_cli, select_device
 from facedet.config import apply_override, validate
 from facedet.data.dataset import DetectionDataset
@@ -40,11 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = select_device(args.device)
-    detector, cfg, class_names = load_detector(args.checkpoint, device)
-    if detector.task != "detection":
-        from facedet.models.sliding_window import detector_from_classifier
-
-        detector = detector_from_classifier(detector)
+    detector, cfg, class_names = load_for_detection(args.checkpoint, device)
     if args.data:
         cfg.data.root = args.data
     for item in args.overrides:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from facedet.checkpoint import load_detector
+from facedet.checkpoint import load_for_detection
 from facedet.cli import run_cli, select_device
 from facedet.data.dataset import image_to_tensor
 from facedet.data.images import load_image
@@ -100,13 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             "train one (python -m facedet.train --config quickstart.yaml) and pass --checkpoint runs/quickstart/best.pt"
         )
     device = select_device(args.device)
-    detector, cfg, class_names = load_detector(checkpoint, device)
-    if detector.task != "detection":
-        from facedet.models.sliding_window import (
-            detector_from_classifier,  # rung 2 wraps rung 1
-        )
-
-        detector = detector_from_classifier(detector)
+    detector, cfg, class_names = load_for_detection(checkpoint, device)
     images = collect_images(args.paths)
     save_dir = None if args.no_save else Path(args.save_dir)
     if save_dir:

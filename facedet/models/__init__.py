@@ -12,6 +12,7 @@ from facedet.config import ModelConfig
 from facedet.errors import ConfigError
 from facedet.models.classifier import build_classifier
 from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.models.face_ssd import build_face_ssd
 from facedet.models.fastai_ssd import build_fastai_ssd
 from facedet.models.grid import build_grid_cnn, build_grid_simple
 from facedet.models.ssd import build_ssd300
@@ -25,6 +26,7 @@ MODELS: dict[str, Callable[..., Detector]] = {
     "yolo_face_tiny": build_yolo_face_tiny,  # rung 4, compact: the CPU quick start
     "ssd300": build_ssd300,  # rung 5
     "fastai_ssd": build_fastai_ssd,  # rung 5 variant: fast.ai head, 189 anchors
+    "face_ssd": build_face_ssd,  # rung 5 made small: the shipped default face detector
 }
 
 

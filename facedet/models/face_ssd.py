@@ -1,0 +1,197 @@
+"""The default face detector: the ladder's best idea (SSD) made small enough to ship.
+
+SSD300 (rung 5) answers every limit of the rungs below it, but its VGG16 base costs 24 M
+parameters and ~390 ms per photo on a CPU, and its priors were chosen for PASCAL objects
+(from 30 px to the whole image, aspect ratios 1/3 to 3). Faces are narrower in kind: nearly
+square (a little taller than wide), often small, never wider than tall by much. FaceSSD keeps
+SSD's recipe unchanged (priors on several feature maps, MultiBoxLoss with hard negative
+mining, SSDPostprocess) and changes only the two things that faces let us change:
+
+  * a slim MobileNet-style base (3x3 depthwise + 1x1 pointwise convolutions, BatchNorm,
+    ReLU) giving feature maps at strides 8, 16, 32 and 64;
+  * face-shaped priors: a square and a 1.25-tall box at two or three sizes per map,
+    from 16 px to 256 px on the 320 x 320 input.
+
+The same design drives the widely used "Ultra-Light-Fast-Generic-Face-Detector-1MB" and
+FaceBoxes. Read top to bottom:
+  1. priors        - `FACE_PRIOR_MAPS`, `make_face_priors(image_size)`
+  2. model         - `FaceSSD`: base + one 3x3 prediction conv per map for offsets and scores
+  3. criterion     - ssd.MultiBoxLoss with these priors (reused, not rewritten)
+  4. post-process  - ssd.SSDPostprocess with these priors (reused)
+  5. builder       - `build_face_ssd(cfg) -> Detector`
+
+As in SSD, score column 0 is background and column 1 is face; boxes are fractional.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from facedet.errors import ConfigError
+from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.models.ssd import MultiBoxLoss, SSDPostprocess
+
+# --------------------------------------------------------------------------- 1. priors
+
+# (stride of the feature map, prior sides in pixels of a 320 x 320 input).
+# A prior matches a face when their IoU is >= 0.5; two concentric squares of sides a < b have
+# IoU (a/b)^2, so a prior covers faces from its side / sqrt(2) to its side * sqrt(2). Sides a
+# factor 1.5 apart (16, 24, 32, 48, ...) leave no face size between 11 and 360 px uncovered.
+# Each map takes the faces 2 to 4 times its stride: a face much smaller than the stride falls
+# between cells, and a face much larger than the receptive field cannot be seen whole.
+#   stride 8  (40 x 40 at 320):  16, 24 px  - the small faces of crowd scenes
+#   stride 16 (20 x 20):         32, 48 px
+#   stride 32 (10 x 10):         64, 96 px
+#   stride 64 ( 5 x  5):         128, 192, 256 px - portraits; 256 covers faces up to the
+#                                whole 320 input (IoU with a 320 box is 0.64)
+FACE_PRIOR_MAPS: tuple[tuple[int, tuple[int, ...]], ...] = (
+    (8, (16, 24)),
+    (16, (32, 48)),
+    (32, (64, 96)),
+    (64, (128, 192, 256)),
+)
+# Aspect ratios h / w of the priors of each size: a square and a taller box of the same area.
+# Face boxes are a little taller than wide (faces-mask: median h/w about 1.2; the
+# brow-to-chin boxes of faces-caltech are close to square), hence 1.25.
+FACE_ASPECTS: tuple[float, ...] = (1.0, 1.25)
+# The size the pixel sides above are given for; other input sizes scale them.
+REFERENCE_SIZE = 320
+
+
+def priors_per_cell() -> tuple[int, ...]:
+    """Priors of one cell of each map: sizes x aspects. (4, 4, 4, 6) with the defaults."""
+    return tuple(len(sides) * len(FACE_ASPECTS) for _, sides in FACE_PRIOR_MAPS)
+
+
+def make_face_priors(image_size: int = 320) -> Tensor:
+    """The face priors for a square `image_size` input, (P, 4) "cxcywh" fractional, clamped.
+
+    Order = order of the concatenated predictions: map by map (stride 8 first), cells row by
+    row, and in each cell side by side (smallest first), each side as a square then tall.
+    A prior of side s and aspect a = h / w has w = s / sqrt(a), h = s * sqrt(a) (area s^2).
+    P = 40*40*4 + 20*20*4 + 10*10*4 + 5*5*6 = 8,550 at image_size 320.
+
+    Toy check (image_size 64: one 1 x 1 map of stride 64 has cx = cy = 0.5, and its square
+    of side 128 px is 2.0 wide before the clamp to [0, 1]).
+    """
+    if image_size % 64:
+        raise ConfigError(f"FaceSSD: model.image_size must be a multiple of 64 (the coarsest stride), got {image_size}")
+    scale = image_size / REFERENCE_SIZE
+    all_priors = []
+    for stride, sides in FACE_PRIOR_MAPS:
+        size = image_size // stride  # cells per side of this map
+        shapes = [(s * scale / math.sqrt(a) / image_size, s * scale * math.sqrt(a) / image_size)
+                  for s in sides for a in FACE_ASPECTS]  # (w, h) fractional, in cell order
+        wh = torch.tensor(shapes)  # (A, 2)
+        centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+        cy, cx = torch.meshgrid(centres, centres, indexing="ij")  # row by row
+        cxcy = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2)  # (size*size, 1, 2)
+        priors = torch.cat([cxcy.expand(-1, len(shapes), 2), wh.expand(size * size, -1, 2)], dim=-1)
+        all_priors.append(priors.reshape(-1, 4))  # (size*size*A, 4)
+    return torch.cat(all_priors).clamp_(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- 2. model
+
+
+def conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
+    """kernel x kernel convolution -> BatchNorm -> ReLU (no conv bias: BatchNorm has one)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def conv_dw(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """Depthwise-separable block (MobileNet v1): 3x3 per-channel conv, then 1x1 mixing conv.
+
+    c_in * 9 + c_in * c_out weights instead of c_in * c_out * 9: about 8x cheaper for
+    c_out >= 64, which is what makes a 40 x 40 stride-8 map affordable on a CPU.
+    """
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False),
+        nn.BatchNorm2d(c_in),
+        nn.ReLU(inplace=True),
+        conv_bn(c_in, c_out, kernel=1),
+    )
+
+
+class FaceSSD(nn.Module):
+    """A slim SSD for faces.
+
+    images (N, 3, S, S) ImageNet-normalised, S a multiple of 64 ->
+        pred_locs   (N, P, 4) offsets to `make_face_priors(S)` (see facedet.boxes.encode)
+        pred_scores (N, P, 2) logits, column 0 = background, 1 = face
+
+    Base for width w = 32 and S = 320 (shapes of one image):
+        stem   conv_bn 3 -> w,    stride 2            (w, 160, 160)
+        stage1 conv_dw w -> 2w,   stride 2, + 1 block  (2w, 80, 80)
+        stage2 conv_dw 2w -> 2w,  stride 2, + 2 blocks (2w, 40, 40)   map 1, stride 8
+        stage3 conv_dw 2w -> 4w,  stride 2, + 2 blocks (4w, 20, 20)   map 2, stride 16
+        stage4 conv_dw 4w -> 8w,  stride 2, + 1 block  (8w, 10, 10)   map 3, stride 32
+        extra  1x1 8w -> 4w, conv_dw 4w -> 8w, stride 2 (8w, 5, 5)    map 4, stride 64
+    Each map feeds one 3x3 conv for 4 offsets per prior and one for 2 scores per prior.
+    The receptive field of map 1 is ~100 px, enough context for 16-24 px faces.
+    """
+
+    def __init__(self, width: int = 32, image_size: int = 320, num_classes: int = 1) -> None:
+        super().__init__()
+        if image_size % 64:
+            raise ConfigError(f"FaceSSD: model.image_size must be a multiple of 64, got {image_size}")
+        w = width
+        self.num_scores = num_classes + 1  # + background
+        self.stage1 = nn.Sequential(conv_bn(3, w // 2, stride=2), conv_dw(w // 2, w, stride=2), conv_dw(w, w))
+        self.stage2 = nn.Sequential(conv_dw(w, 2 * w, stride=2), conv_dw(2 * w, 2 * w), conv_dw(2 * w, 2 * w))
+        self.stage3 = nn.Sequential(conv_dw(2 * w, 4 * w, stride=2), conv_dw(4 * w, 4 * w), conv_dw(4 * w, 4 * w))
+        self.stage4 = nn.Sequential(conv_dw(4 * w, 8 * w, stride=2), conv_dw(8 * w, 8 * w))
+        self.extra = nn.Sequential(conv_bn(8 * w, 2 * w, kernel=1), conv_dw(2 * w, 8 * w, stride=2))
+        channels = (2 * w, 4 * w, 8 * w, 8 * w)  # of the four maps
+        self.loc = nn.ModuleList(nn.Conv2d(c, k * 4, 3, padding=1) for c, k in zip(channels, priors_per_cell()))
+        self.cls = nn.ModuleList(
+            nn.Conv2d(c, k * self.num_scores, 3, padding=1) for c, k in zip(channels, priors_per_cell())
+        )
+        for conv in [*self.loc, *self.cls]:
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.stage1(images)  # (N, 2w, S/4, S/4)
+        f8 = self.stage2(x)  # (N, 2w, S/8, S/8)
+        f16 = self.stage3(f8)  # (N, 4w, S/16, S/16)
+        f32 = self.stage4(f16)  # (N, 8w, S/32, S/32)
+        f64 = self.extra(f32)  # (N, 8w, S/64, S/64)
+        n = images.shape[0]
+        # (N, k*4, H, W) -> (N, H, W, k*4) -> (N, H*W*k, 4): each cell's k priors side by side,
+        # the order of make_face_priors()
+        locs = [conv(f).permute(0, 2, 3, 1).reshape(n, -1, 4) for conv, f in zip(self.loc, (f8, f16, f32, f64))]
+        scores = [conv(f).permute(0, 2, 3, 1).reshape(n, -1, self.num_scores)
+                  for conv, f in zip(self.cls, (f8, f16, f32, f64))]
+        return torch.cat(locs, dim=1), torch.cat(scores, dim=1)  # (N, P, 4), (N, P, C + 1)
+
+
+# --------------------------------------------------------------------------- 3-5. loss, post-process, builder
+
+
+def build_face_ssd(cfg) -> Detector:
+    """FaceSSD + ssd.MultiBoxLoss + ssd.SSDPostprocess, all three on `make_face_priors`.
+
+    Reads cfg.width, cfg.image_size, cfg.num_classes, cfg.neg_pos_ratio, cfg.loss
+    ("ce" | "focal"), cfg.focal_alpha, cfg.focal_gamma.
+    """
+    loss = getattr(cfg, "loss", "ce")
+    model = FaceSSD(cfg.width, cfg.image_size, cfg.num_classes)
+    if loss == "focal":  # RetinaNet's init: every face sigmoid starts near 0.01
+        for conv in model.cls:
+            nn.init.constant_(conv.bias, -math.log((1 - 0.01) / 0.01))
+    priors = make_face_priors(cfg.image_size)
+    criterion = MultiBoxLoss(priors, neg_pos_ratio=getattr(cfg, "neg_pos_ratio", 3.0), loss=loss,
+                             focal_alpha=getattr(cfg, "focal_alpha", 0.25),
+                             focal_gamma=getattr(cfg, "focal_gamma", 2.0))
+    postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax")
+    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+build = build_face_ssd  # the name every rung file exposes
