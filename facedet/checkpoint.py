@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from facedet.config import Config, from_dict
+from facedet.config import Config, apply_override, from_dict, validate
 from facedet.errors import CheckpointError, ConfigError
 
 
@@ -71,17 +71,20 @@ def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path
         raise CheckpointError(f"{path}: weights do not fit model '{model_name}' ({detail[:160]})") from None
 
 
-def load_detector(path: str | Path, device: torch.device | str = "cpu"):
+def load_detector(path: str | Path, device: torch.device | str = "cpu", overrides: Sequence[str] = ()):
     """Rebuild the detector a checkpoint was trained as, with its weights, in eval mode.
 
+    `overrides` (`section.key=value`) apply to the stored config first: evaluation and
+    inference settings, or data paths; one that changes the architecture fails to load.
     Returns (detector, config, class_names).
     """
-    from facedet.models import (
-        build_model,  # models import nothing from here; keep it lazy
-    )
+    from facedet.models import build_model  # models import nothing from here; keep it lazy
 
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)
+    for item in overrides:
+        apply_override(cfg, item)
+    validate(cfg)
     detector = build_model(cfg.model)
     load_weights(detector.model, state, path, cfg.model.name)
     detector.model.to(device).eval()
@@ -89,12 +92,15 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu"):
     return detector, cfg, names
 
 
-def load_for_detection(path: str | Path, device: torch.device | str = "cpu"):
+def load_for_detection(path: str | Path, device: torch.device | str = "cpu", overrides: Sequence[str] = ()):
     """Like `load_detector`, but a classifier (rung 1) comes back inside a sliding window
     (rung 2), so every checkpoint can detect. Returns (detector, config, class_names)."""
-    detector, cfg, names = load_detector(path, device)
+    detector, cfg, names = load_detector(path, device, overrides)
     if detector.task == "classification":
         from facedet.models.sliding_window import detector_from_classifier
 
-        detector, names = detector_from_classifier(detector), ["face"]
+        m = cfg.model
+        detector = detector_from_classifier(detector, window_sizes=m.window_sizes, stride_fraction=m.window_stride,
+                                            image_side=m.window_image_side)
+        names = ["face"]
     return detector, cfg, names

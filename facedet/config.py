@@ -37,6 +37,10 @@ class ModelConfig:
     lambda_noobj: float = 0.5  # YOLOv1's weight of the no-object confidence loss
     # classifier rung
     embedding_dim: int = 512  # the seed's embedding layer; 32 for its small variant
+    # sliding window (rung 2): how a classifier checkpoint scans a photo
+    window_sizes: list[int] = field(default_factory=lambda: [48, 64, 96, 128, 160, 224, 320])  # pixels
+    window_stride: float = 0.25  # step between windows, as a fraction of the window side
+    window_image_side: int = 512  # the photo's longer side is resized to this before scanning
     # compact models
     width: int = 32  # channels of the first stage; later stages multiply it
     # SSD rung

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from facedet.checkpoint import load_for_detection
 from facedet.cli import run_cli, select_device
-from facedet.config import apply_override, validate
 from facedet.data.dataset import DetectionDataset
 from facedet.data.loaders import build_loader, inference_transforms, load_records
 from facedet.errors import ConfigError
@@ -40,12 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = select_device(args.device)
-    detector, cfg, class_names = load_for_detection(args.checkpoint, device)
-    if args.data:
-        cfg.data.root = args.data
-    for item in args.overrides:
-        apply_override(cfg, item)
-    validate(cfg)
+    overrides = ([f"data.root={args.data}"] if args.data else []) + args.overrides
+    detector, cfg, class_names = load_for_detection(args.checkpoint, device, overrides)
     records, names = load_records(cfg.data, args.split or cfg.data.val_split)
     if len(names) != len(class_names):
         raise ConfigError(

@@ -132,14 +132,15 @@ def test_several_roots_are_concatenated(tmp_path):
 
 def test_classifier_trains_then_detects_through_a_sliding_window(tmp_path, capsys):
     """Rung 1 trains on crops cut from the synthetic set; evaluate/infer scan it as rung 2."""
-    small = ["model.image_size=64", "model.embedding_dim=32", f"data.cache_dir={tmp_path / 'crops'}"]
+    small = ["model.image_size=64", "model.embedding_dim=32", f"data.cache_dir={tmp_path / 'crops'}",
+             "model.window_sizes=[96, 160]", "model.window_image_side=256"]  # stored, used by infer
     code = run_cli(train.main, ["--config", "classifier.yaml", f"out_dir={tmp_path}", "name=clf",
                                 "train.epochs=1", *TINY, *small])
     assert code == 0
     state = load_checkpoint(tmp_path / "clf" / "best.pt")
     assert {"accuracy", "auc"} <= set(state["metrics"])
     code = run_cli(evaluate.main, ["--checkpoint", str(tmp_path / "clf" / "best.pt"), "--out", str(tmp_path),
-                                   "eval.max_images=2"])
+                                   "eval.max_images=2", "model.window_sizes=[96, 160]", "model.window_image_side=256"])
     assert code == 0 and "face" in capsys.readouterr().out
     from facedet.data.synthetic import make_demo_image
 
@@ -148,3 +149,9 @@ def test_classifier_trains_then_detects_through_a_sliding_window(tmp_path, capsy
     assert run_cli(infer.main, [str(tmp_path / "demo.jpg"), "--checkpoint", str(tmp_path / "clf" / "best.pt"),
                                 "--json", str(out), "--no-save", "--min-score", "0.0"]) == 0
     assert all(box[5] == 0 for box in json.loads(out.read_text())[str(tmp_path / "demo.jpg")])
+
+
+def test_evaluate_refuses_an_override_that_changes_the_architecture(trained, capsys):
+    code = run_cli(evaluate.main, ["--checkpoint", str(trained / "best.pt"), "model.width=16"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "do not fit" in err and "yolo_face_tiny" in err and "\n" not in err
