@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     save_dir = None if args.no_save else Path(args.save_dir)
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
-    results, failed = {}, 0
+    results, failed, written = {}, 0, set()
     for path in images:
         try:
             image = load_image(path)
@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                               in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist())]
         print(f"{path}: {len(results[str(path)])} detections")
         if save_dir:
-            draw(image, det, class_names).save(save_dir / f"{path.stem}_det.jpg", quality=92)
+            name = f"{path.stem}_det.jpg"
+            if name in written:  # same file name in two folders: keep both
+                name = f"{path.stem}_{len(written)}_det.jpg"
+            written.add(name)
+            draw(image, det, class_names).save(save_dir / name, quality=92)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json}")
