@@ -27,6 +27,9 @@ def atomic_save(state: dict[str, Any], path: str | Path) -> None:
     os.close(fd)
     try:
         torch.save(state, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; a checkpoint is not a secret
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -101,7 +101,7 @@ class EvalConfig:
     min_score: float = 0.01  # the paper's evaluation settings
     nms_iou: float = 0.45
     top_k: int = 200
-    iou_threshold: float = 0.5
+    iou_thresholds: list[float] = field(default_factory=lambda: [0.5])  # VOC AP at each; the first is the headline
     use_07_metric: bool = False  # VOC2007 11-point AP instead of all-point
     max_images: int = 0  # evaluate on the first N validation images; 0 = all
 

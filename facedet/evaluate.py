@@ -32,14 +32,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", help="split to evaluate (default: data.val_split)")
     parser.add_argument("--out", help="where to write pr_curve.png and metrics.json (default: beside the checkpoint)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--iou", help="VOC IoU thresholds, comma-separated, e.g. 0.5,0.3 (default: "
+                        "eval.iou_thresholds, i.e. 0.5; the first one also sets recall@50FP)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = select_device(args.device)
     overrides = ([f"data.root={args.data}"] if args.data else []) + args.overrides
+    if args.iou:
+        overrides.append(f"eval.iou_thresholds=[{args.iou}]")
+    device = select_device(args.device)
     detector, cfg, class_names = load_for_detection(args.checkpoint, device, overrides)
     records, names = load_records(cfg.data, args.split or cfg.data.val_split)
     if len(names) != len(class_names):
@@ -53,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.train.batch_size = 1  # whole photos of different sizes do not stack
     loader = build_loader(dataset, cfg, train=False, device=device)
     detections, truths = predict(detector, loader, device, cfg.eval, desc="evaluate")
-    result = evaluate_detections(detections, truths, class_names, use_07_metric=cfg.eval.use_07_metric)
+    result = evaluate_detections(detections, truths, class_names, iou_thresholds=cfg.eval.iou_thresholds,
+                                 use_07_metric=cfg.eval.use_07_metric)
     print(format_table(result))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)

@@ -62,11 +62,11 @@ def train(cfg: Config) -> dict[str, float]:
             probs, labels = predict_classification(detector, val_loader, device)
             return evaluate_classification(probs, labels).as_dict()
     else:
-        main_metric = "mAP50"
+        main_metric = "mAP"  # at eval.iou_thresholds[0], 11-point when eval.use_07_metric
 
         def validate(model) -> dict[str, float]:
             detections, truths = predict(detector, val_loader, device, cfg.eval, desc="validate")
-            return evaluate_detections(detections, truths, class_names,
+            return evaluate_detections(detections, truths, class_names, iou_thresholds=cfg.eval.iou_thresholds,
                                        use_07_metric=cfg.eval.use_07_metric).as_dict()
 
     trainer = Trainer(cfg, detector, train_loader, run_dir, device, validate, main_metric,

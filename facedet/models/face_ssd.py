@@ -126,13 +126,15 @@ class FaceSSD(nn.Module):
         pred_locs   (N, P, 4) offsets to `make_face_priors(S)` (see facedet.boxes.encode)
         pred_scores (N, P, 2) logits, column 0 = background, 1 = face
 
-    Base for width w = 32 and S = 320 (shapes of one image):
-        stem   conv_bn 3 -> w,    stride 2            (w, 160, 160)
-        stage1 conv_dw w -> 2w,   stride 2, + 1 block  (2w, 80, 80)
-        stage2 conv_dw 2w -> 2w,  stride 2, + 2 blocks (2w, 40, 40)   map 1, stride 8
-        stage3 conv_dw 2w -> 4w,  stride 2, + 2 blocks (4w, 20, 20)   map 2, stride 16
-        stage4 conv_dw 4w -> 8w,  stride 2, + 1 block  (8w, 10, 10)   map 3, stride 32
-        extra  1x1 8w -> 4w, conv_dw 4w -> 8w, stride 2 (8w, 5, 5)    map 4, stride 64
+    Base for width w = 32 and S = 320 (shapes of one image); the high-resolution layers are
+    kept narrow (w/2 and w channels), where each channel costs the most memory traffic:
+        stem   conv_bn 3 -> w/2,  stride 2                     (w/2, 160, 160)
+        stage1 conv_dw w/2 -> w,  stride 2, + 1 block          (w, 80, 80)
+        stage2 conv_dw w -> 2w,   stride 2, + 2 blocks         (2w, 40, 40)   map 1, stride 8
+        stage3 conv_dw 2w -> 4w,  stride 2, + 2 blocks         (4w, 20, 20)   map 2, stride 16
+        stage4 conv_dw 4w -> 8w,  stride 2, + 1 block          (8w, 10, 10)   map 3, stride 32
+        extra  conv_bn 1x1 8w -> 2w, conv_dw 2w -> 8w, stride 2 (8w, 5, 5)    map 4, stride 64
+    377,772 parameters for w = 32 (one class).
     Each map feeds one 3x3 conv for 4 offsets per prior and one for 2 scores per prior.
     The receptive field of map 1 is ~100 px, enough context for 16-24 px faces.
     """

@@ -1,0 +1,182 @@
+"""The shipped face detector, FaceSSD: priors, shapes, builder, loss edge cases, overfitting,
+and the default checkpoint behind `python -m facedet.infer photo.jpg` (when it is present)."""
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from facedet.boxes import box_convert, box_iou
+from facedet.config import ModelConfig
+from facedet.data.dataset import image_to_tensor
+from facedet.data.synthetic import make_demo_image, render_scene
+from facedet.errors import ConfigError
+from facedet.models import MODELS, build_model
+from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.models.face_ssd import (
+    FACE_ASPECTS,
+    FACE_PRIOR_MAPS,
+    FaceSSD,
+    build_face_ssd,
+    make_face_priors,
+    priors_per_cell,
+)
+from facedet.models.ssd import MultiBoxLoss, SSDPostprocess
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- priors
+
+
+def test_prior_count_at_320():
+    # 40*40*4 + 20*20*4 + 10*10*4 + 5*5*6
+    assert priors_per_cell() == (4, 4, 4, 6)
+    assert make_face_priors(320).shape == (8550, 4)
+
+
+def test_prior_sizes_and_centres_by_hand():
+    priors = make_face_priors(320)  # "cxcywh" fractional
+    # first cell of the stride-8 map: centre (4, 4) px, a 16 px square, then 16 px at h/w 1.25
+    r = math.sqrt(1.25)
+    expected = torch.tensor([[4, 4, 16, 16], [4, 4, 16 / r, 16 * r],
+                             [4, 4, 24, 24], [4, 4, 24 / r, 24 * r]]) / 320
+    assert torch.allclose(priors[:4], expected)
+    # the stride-64 map starts after 40*40*4 + 20*20*4 + 10*10*4 = 8400 priors; its first cell
+    # is centred at (32, 32) px and its squares are 128, 192 and 256 px
+    last = priors[8400:8406]
+    assert torch.allclose(last[:, :2], torch.full((6, 2), 32 / 320))
+    assert torch.allclose(last[0::2, 2], torch.tensor([128.0, 192.0, 256.0]) / 320)
+
+
+def test_prior_ranges_and_shapes():
+    priors = make_face_priors(320)
+    assert priors.min() >= 0 and priors.max() <= 1
+    sides_px = (priors[:, 2] * priors[:, 3]).sqrt() * 320  # sqrt(area): the "side" of a prior
+    # unclamped priors keep their side; clamping only shrinks the biggest ones at the borders
+    assert sides_px.min() == pytest.approx(16, rel=1e-4)
+    assert sides_px.max() == pytest.approx(256, rel=1e-4)
+    ratio = priors[:, 3] / priors[:, 2]  # h / w
+    interior = (box_convert(priors, "cxcywh", "xyxy") > 0).all(1) & (box_convert(priors, "cxcywh", "xyxy") < 1).all(1)
+    assert set(np.round(ratio[interior].numpy(), 3).tolist()) == set(FACE_ASPECTS)
+
+
+def test_every_face_size_has_a_prior_at_iou_half():
+    """The sides are a factor 1.5 apart, so a square face of any side from 12 to 300 px,
+    centred on a cell of the right map, overlaps one of its priors by IoU >= 0.5."""
+    priors_xyxy = box_convert(make_face_priors(320), "cxcywh", "xyxy")
+    centres = (164.0, 168.0, 176.0, 160.0)  # a cell centre of the stride 8, 16, 32, 64 map
+    for side in (12, 16, 20, 28, 40, 56, 80, 110, 150, 200, 250, 300):
+        faces = torch.tensor([[c - side / 2, c - side / 2, c + side / 2, c + side / 2] for c in centres]) / 320
+        assert box_iou(faces, priors_xyxy).max() >= 0.5, side
+
+
+def test_priors_scale_with_image_size_and_refuse_bad_sizes():
+    assert make_face_priors(640).shape == (4 * 8550, 4)
+    toy = make_face_priors(64)  # one cell per coarsest map: centre 0.5, clamped to the image
+    assert toy.shape == (8 * 8 * 4 + 4 * 4 * 4 + 2 * 2 * 4 + 1 * 6, 4)
+    assert torch.allclose(toy[-6:, :2], torch.full((6, 2), 0.5))
+    with pytest.raises(ConfigError, match="multiple of 64"):
+        make_face_priors(300)
+    with pytest.raises(ConfigError, match="multiple of 64"):
+        FaceSSD(image_size=300)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def test_output_shapes_match_priors():
+    model = FaceSSD(width=8, image_size=128).eval()
+    with torch.no_grad():
+        pred_locs, pred_scores = model(torch.randn(2, 3, 128, 128))
+    p = len(make_face_priors(128))
+    assert pred_locs.shape == (2, p, 4)
+    assert pred_scores.shape == (2, p, 2)
+
+
+def test_default_size_is_small():
+    assert len(FACE_PRIOR_MAPS) == 4
+    assert n_params(FaceSSD()) < 2_000_000  # 377,772 with width 32
+
+
+def test_builder_via_models():
+    assert MODELS["face_ssd"] is build_face_ssd
+    cfg = ModelConfig(name="face_ssd", num_classes=1, image_size=128, width=8)
+    detector = build_model(cfg)
+    assert isinstance(detector, Detector)
+    assert isinstance(detector.criterion, MultiBoxLoss) and isinstance(detector.postprocess, SSDPostprocess)
+    assert detector.mean == IMAGENET_MEAN and detector.std == IMAGENET_STD
+    assert torch.equal(detector.criterion.priors, make_face_priors(128))
+    detector.model.eval()
+    with torch.no_grad():
+        detections = detector.postprocess(detector.model(torch.randn(1, 3, 128, 128)), top_k=10)
+    assert len(detections) == 1 and detections[0]["boxes"].shape[1] == 4
+    assert len(detections[0]["boxes"]) <= 10
+
+
+def test_loss_on_empty_image_is_finite():
+    detector = build_model(ModelConfig(name="face_ssd", num_classes=1, image_size=128, width=8))
+    outputs = detector.model(torch.randn(2, 3, 128, 128))
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    terms = detector.criterion(outputs, [empty, empty])
+    assert terms["loc"].item() == 0.0
+    assert torch.isfinite(terms["conf"])
+    (terms["loc"] + terms["conf"]).backward()  # a batch without faces still back-propagates
+
+
+def _scene_batch(size: int, seeds: tuple[int, ...]) -> tuple[torch.Tensor, list[dict]]:
+    """Synthetic scenes with at least one face each, normalised, boxes "xyxy" fractional."""
+    images, targets = [], []
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    for seed in seeds:
+        image, boxes = render_scene(np.random.default_rng(seed), size=size, min_faces=1, max_faces=3)
+        images.append((image_to_tensor(image) - mean) / std)
+        targets.append({"boxes": boxes / size, "labels": torch.zeros(len(boxes), dtype=torch.int64)})
+    return torch.stack(images), targets
+
+
+def test_overfits_one_batch_of_synthetic_scenes():
+    """Adam on two synthetic scenes: the loss falls by more than half, and afterwards every
+    face is found (IoU >= 0.5 with the best-scoring detection that overlaps it)."""
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    images, targets = _scene_batch(192, seeds=(1, 2))
+    detector = build_model(ModelConfig(name="face_ssd", num_classes=1, image_size=192, width=16))
+    optimizer = torch.optim.Adam(detector.model.parameters(), lr=3e-3)
+    losses = []
+    detector.model.train()
+    for _ in range(60):
+        terms = detector.criterion(detector.model(images), targets)
+        loss = terms["loc"] + terms["conf"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses[::10]
+    detector.model.eval()  # BatchNorm's running statistics must also have learnt the batch
+    with torch.no_grad():
+        detections = detector.postprocess(detector.model(images), min_score=0.3, top_k=20)
+    for det, target in zip(detections, targets):
+        assert len(det["boxes"]) > 0
+        assert (box_iou(target["boxes"], det["boxes"]).max(dim=1).values >= 0.5).all()
+    assert time.perf_counter() - start < 15
+
+
+# ----------------------------------------------------------------------------- shipped checkpoint
+
+
+def test_shipped_checkpoint_runs_without_checkpoint_option(tmp_path):
+    """`python -m facedet.infer image.jpg` (no --checkpoint) uses facedet/weights/face_default.pt."""
+    from facedet import infer
+    from facedet.cli import run_cli
+
+    if not infer.DEFAULT_CHECKPOINT.exists():
+        pytest.skip(f"no shipped detector at {infer.DEFAULT_CHECKPOINT}")
+    make_demo_image(tmp_path / "demo.jpg", seed=3, size=(240, 320))
+    code = run_cli(infer.main, [str(tmp_path / "demo.jpg"), "--json", str(tmp_path / "out.json"),
+                                "--save-dir", str(tmp_path / "det")])
+    assert code == 0
+    assert (tmp_path / "out.json").exists() and (tmp_path / "det" / "demo_det.jpg").exists()
