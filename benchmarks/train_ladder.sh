@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Train every rung of the ladder on the shared real face sets: the recipes behind the
+# table of `python -m facedet.benchmark` in BENCHMARKS.md.
+#
+#   FACEDET_DATA=/path/to/data bash benchmarks/train_ladder.sh [rung ...]
+#
+# Rungs: classifier classifier_tight classifier_large classifier32 yolo_face grid7 grid14
+# grid_cnn ssd300_bccd (default: all, in that order). Each run writes runs/<rung>/; when it
+# ends, best.pt loses its optimizer state and last.pt is deleted (a 413M-parameter model
+# with Adam's moments is 5 GB per checkpoint; the weights alone are 1.7 GB).
+# The epoch counts fit a 2-core CPU (a few hours in all); on a GPU raise them.
+#
+# On CPU, tcmalloc makes the 413M-parameter models about 1.6x faster: glibc returns every
+# large freed tensor to the kernel and pays page faults to get it back on the next step.
+set -euo pipefail
+: "${FACEDET_DATA:?set FACEDET_DATA to the folder holding faces-caltech, faces-mask, nonfaces, bccd}"
+TCMALLOC=$(ls /usr/lib/*/libtcmalloc_minimal.so.4 2>/dev/null | head -n 1 || true)
+[ -n "$TCMALLOC" ] && export LD_PRELOAD="$TCMALLOC"
+
+FACES="$FACEDET_DATA/faces-caltech,$FACEDET_DATA/faces-mask"
+CROPS=("data.root=$FACEDET_DATA/faces-caltech" "data.nonfaces=$FACEDET_DATA/nonfaces")
+
+run() {  # run NAME CONFIG OVERRIDES...
+  local name=$1 config=$2
+  shift 2
+  echo "== $name: python -m facedet.train --config $config name=$name $*"
+  python -m facedet.train --config "$config" "name=$name" "$@"
+  python -m facedet.export --checkpoint "runs/$name/best.pt" --format weights --out "runs/$name/best.pt"
+  rm -f "runs/$name/last.pt"
+}
+
+rungs=("$@")
+[ ${#rungs[@]} -gt 0 ] || rungs=(classifier classifier_tight classifier_large classifier32 yolo_face grid7 grid14 grid_cnn ssd300_bccd)
+for rung in "${rungs[@]}"; do
+  case $rung in
+    classifier)       run classifier classifier.yaml "${CROPS[@]}" data.framing=both train.epochs=3 ;;
+    classifier_tight) run classifier_tight classifier.yaml "${CROPS[@]}" data.framing=tight train.epochs=2 ;;
+    classifier_large) run classifier_large classifier.yaml "${CROPS[@]}" data.framing=large train.epochs=2 ;;
+    classifier32)     run classifier32 classifier.yaml "${CROPS[@]}" data.framing=both model.embedding_dim=32 train.epochs=2 ;;
+    yolo_face)        run yolo_face yolo_face.yaml "data.root=$FACES" train.epochs=3 ;;
+    grid7)            run grid7 grid7.yaml "data.root=$FACES" train.epochs=2 ;;
+    grid14)           run grid14 grid14.yaml "data.root=$FACES" train.epochs=2 ;;
+    grid_cnn)         run grid_cnn grid_cnn.yaml "data.root=$FACES" train.epochs=2 ;;
+    ssd300_bccd)      run ssd300_bccd ssd300_bccd.yaml "data.root=$FACEDET_DATA/bccd" train.epochs=24 train.val_every=6 ;;
+    *) echo "unknown rung '$rung'" >&2; exit 2 ;;
+  esac
+done
