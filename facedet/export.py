@@ -25,7 +25,7 @@ from facedet.cli import run_cli
 from facedet.errors import ConfigError, FacedetError
 
 # What inference needs; everything else in a checkpoint is training state.
-INFERENCE_KEYS = ("model", "config", "class_names", "epoch", "iteration", "metrics")
+INFERENCE_KEYS = ("model", "config", "class_names", "epoch", "iteration", "metrics", "train_time_s")
 
 
 def export_weights(checkpoint: str | Path, out: str | Path) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,7 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.epoch, self.iteration, self.best = 0, 0, -math.inf
+        self.train_time = 0.0  # seconds spent in training epochs (validation excluded), summed over resumes
         self.history: list[dict[str, float]] = []
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,9 @@ class Trainer:
         try:
             while self.epoch < self.epochs and self.iteration < self.total_iters:
                 self.seed_epoch(self.epoch)
+                start = time.perf_counter()
                 losses = self.train_one_epoch()
+                self.train_time += time.perf_counter() - start
                 metrics = self.maybe_validate()
                 self.epoch += 1
                 self.log_epoch(losses, metrics)
@@ -162,10 +166,11 @@ class Trainer:
         if not dist.is_main():
             return
         row = {"epoch": self.epoch, "iteration": self.iteration,
-               "lr": self.optimizer.param_groups[0]["lr"], **losses, **metrics}
+               "lr": self.optimizer.param_groups[0]["lr"], "train_time_s": round(self.train_time, 1), **losses, **metrics}
         self.history.append(row)
         # per-class values ("AP50/face") go to the CSV only
-        shown = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "iteration") and "/" not in k)
+        shown = " ".join(f"{k}={v:.4g}" for k, v in row.items()
+                         if k not in ("epoch", "iteration", "train_time_s") and "/" not in k)
         tqdm.write(f"epoch {self.epoch}/{self.epochs}: {shown}")
         keys = list(dict.fromkeys(k for r in self.history for k in r))
         with open(self.run_dir / "metrics.csv", "w", newline="") as f:
@@ -199,6 +204,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "best": self.best,
+            "train_time_s": self.train_time,
             "metrics": metrics,
             "history": self.history,
             "interrupted": interrupted,
@@ -216,6 +222,7 @@ class Trainer:
             raise CheckpointError(f"{path}: cannot resume the optimizer ({err})") from None
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.best, self.history = state.get("best", -math.inf), list(state.get("history", []))
+        self.train_time = float(state.get("train_time_s", 0.0))
         if dist.is_main():
             print(f"resumed from {path} at epoch {self.epoch}, iteration {self.iteration}")
 

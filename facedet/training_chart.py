@@ -15,7 +15,7 @@ def plot_training_chart(history: list[dict[str, float]], path: str | Path, metri
     import matplotlib.pyplot as plt
 
     epochs = [row["epoch"] for row in history]  # epochs completed, 1-based
-    skip = {"epoch", "iteration", "lr"}
+    skip = {"epoch", "iteration", "lr", "train_time_s"}
     terms = [k for k in dict.fromkeys(k for r in history for k in r) if k not in skip]
     losses = [k for k in terms if k == "loss" or not _is_metric(k, metric)]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
