@@ -1,0 +1,264 @@
+"""The ladder on real faces: every trained rung, and OpenCV's Haar cascade, on the same photos.
+
+    python -m facedet.benchmark --data $FACEDET_DATA/faces-caltech
+    python -m facedet.benchmark --data $FACEDET_DATA/faces-mask --runs runs --out benchmark/faces-mask
+    python -m facedet.benchmark --data photos/ --checkpoint mine=runs/x/best.pt --no-haar --max-images 50
+
+Each rung is looked up as runs/<name>/best.pt (written by benchmarks/train_ladder.sh), plus
+the shipped default detector; `--checkpoint NAME=PATH` adds or replaces one. Every detector
+sees the same photos and is scored by the same evaluator at the paper's evaluation settings
+(min_score 0.01, NMS 0.45, top 200 per image):
+
+    AP50, AP30   VOC all-point AP at IoU 0.5 and 0.3 (AP30 forgives box conventions that
+                 differ between data sets: faces-caltech's boxes are landmark-derived)
+    COCO AP      AP@[.5:.95]
+    R@50FP       recall before the 51st false positive, IoU 0.5: what a user sees at a
+                 threshold that allows about 50 false alarms over the whole set
+    ms/image     median latency on one photo (load excluded): resize, forward, post-processing
+    train time   from the checkpoint (training epochs, validation excluded)
+
+Writes <out>/benchmark.md (the table), benchmark.json and pr_curves.png (all detectors).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from facedet.checkpoint import load_for_detection
+from facedet.cli import run_cli, select_device
+from facedet.config import DataConfig, EvalConfig
+from facedet.data.dataset import DetectionDataset, collate
+from facedet.data.images import load_image
+from facedet.data.loaders import inference_transforms, load_records
+from facedet.data.record import Record
+from facedet.errors import CheckpointError, ConfigError
+from facedet.evaluation import EvalResult, evaluate_detections
+from facedet.infer import DEFAULT_CHECKPOINT, detect
+from facedet.plots import plot_pr_curves
+from facedet.predict import predict
+
+# (label, run name) in ladder order: runs/<name>/best.pt
+LADDER = (
+    ("2 sliding window", "classifier"),
+    ("3 grid 7x7", "grid7"),
+    ("3 grid 14x14", "grid14"),
+    ("3 grid CNN 7x7", "grid_cnn"),
+    ("4 YOLO-face", "yolo_face"),
+    ("5 SSD300", "ssd300_face"),
+)
+DEFAULT_LABEL = "5 FaceSSD (shipped default)"
+HAAR_LABEL = "classic: Haar cascade (OpenCV)"
+IOU_THRESHOLDS = (0.5, 0.3)
+
+
+@dataclass
+class Row:
+    """One detector's line of the table."""
+
+    label: str
+    source: str  # checkpoint path, or the cascade file
+    params: int | None
+    images: int
+    AP50: float
+    AP30: float
+    AP_coco: float
+    recall_at_50fp: float
+    ms_per_image: float
+    train_time_s: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _row(label: str, source: str, params: int | None, result: EvalResult, images: int, ms: float,
+         train_time_s: float | None) -> tuple[Row, tuple]:
+    """The table row and the (precision, recall) curve at IoU 0.5."""
+    m = result.as_dict()
+    row = Row(label, source, params, images, m["mAP50"], m["mAP30"], m["AP_coco"], m["recall@50FP"], ms, train_time_s)
+    return row, result.pr_curves(0.5)["face"]
+
+
+def _truths(records: list[Record]) -> list[dict]:
+    """Ground truth in pixels, straight from the records (every detector is scored on these)."""
+    return [{"boxes": r.boxes.float(), "labels": r.labels.long(), "difficult": r.difficult.bool()} for r in records]
+
+
+def _median_ms(fn, items, desc: str) -> float:
+    """Median wall time of fn(item) over items, after one untimed warm-up call."""
+    if items:
+        fn(items[0])  # first call: lazy allocations, kernel selection
+    times = []
+    for item in tqdm(items, desc=desc, leave=False, mininterval=1.0):
+        start = time.perf_counter()
+        fn(item)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times) if times else float("nan")
+
+
+def benchmark_checkpoint(label: str, checkpoint: Path, records: list[Record], device: torch.device,
+                         eval_cfg: EvalConfig, overrides: list[str], timing_images: int, batch_size: int,
+                         num_workers: int) -> tuple[Row, tuple]:
+    """Score one checkpoint on `records` and time it on the first `timing_images` photos."""
+    detector, cfg, names = load_for_detection(checkpoint, device, overrides)
+    if len(names) != 1:
+        raise ConfigError(f"{checkpoint}: a face benchmark needs a one-class detector, this one has {names}")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)  # mmap: no tensor is read
+    dataset = DetectionDataset(records, inference_transforms(detector, cfg.model.image_size))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size if detector.fixed_input else 1,
+                                         num_workers=num_workers, collate_fn=collate)
+    detections, _ = predict(detector, loader, device, eval_cfg, desc=label)
+    result = evaluate_detections(detections, _truths(records), ["face"], iou_thresholds=IOU_THRESHOLDS)
+    photos = [load_image(r.image_path) for r in records[:timing_images]]
+    ms = _median_ms(lambda image: detect(detector, image, cfg.model.image_size, device, eval_cfg.min_score,
+                                         eval_cfg.nms_iou, eval_cfg.top_k), photos, f"{label} timing")
+    params = sum(p.numel() for p in detector.model.parameters())
+    return _row(label, str(checkpoint), params, result, len(records), ms, state.get("train_time_s"))
+
+
+def benchmark_haar(records: list[Record]) -> tuple[Row, tuple]:
+    """OpenCV's frontal-face cascade on the same photos, at full resolution; every photo is timed."""
+    from facedet.haar import HaarCascade
+
+    cascade = HaarCascade()
+    detections, times = [], []
+    for record in tqdm(records, desc="Haar cascade", leave=False, mininterval=1.0):
+        image = load_image(record.image_path)
+        start = time.perf_counter()
+        detections.append(cascade.detect(image))
+        times.append((time.perf_counter() - start) * 1000)
+    result = evaluate_detections(detections, _truths(records), ["face"], iou_thresholds=IOU_THRESHOLDS)
+    row, curve = _row(HAAR_LABEL, repr(cascade), None, result, len(records),
+                      statistics.median(times), None)
+    row.notes.append("pretrained by OpenCV; scores = level weights")
+    return row, curve
+
+
+def format_markdown(rows: list[Row], title: str) -> str:
+    def num(v, fmt: str) -> str:
+        return "—" if v is None or v != v else format(v, fmt)
+
+    def duration(seconds: float | None) -> str:
+        if seconds is None:
+            return "—"
+        return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+    lines = [f"**{title}**", "",
+             "| rung | parameters | AP50 | AP30 | COCO AP | R@50FP | ms / image | train time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.label} | {num(r.params, ',')} | {num(r.AP50, '.3f')} | {num(r.AP30, '.3f')} | "
+                     f"{num(r.AP_coco, '.3f')} | {num(r.recall_at_50fp, '.3f')} | {num(r.ms_per_image, ',.0f')} | "
+                     f"{duration(r.train_time_s)} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m facedet.benchmark",
+        description="Run every trained rung of the ladder (and OpenCV's Haar cascade when opencv is installed) "
+        "on the same face photos: AP50, AP30, COCO AP, recall at 50 false positives, parameters, ms/image, "
+        "training time; one table and one PR-curve PNG.",
+        epilog="Rungs are found as <runs>/<name>/best.pt for names "
+        + ", ".join(name for _, name in LADDER) + " (benchmarks/train_ladder.sh trains them). "
+        "Example: python -m facedet.benchmark --data $FACEDET_DATA/faces-mask --max-images 100",
+    )
+    parser.add_argument("--data", required=True, help="a face data set folder (YOLO, VOC, COCO, WIDER, FDDB); "
+                        "every class counts as a face")
+    parser.add_argument("--split", default="val", help="which split to score (default val)")
+    parser.add_argument("--format", default="auto", help="data format (default auto)")
+    parser.add_argument("--runs", default="runs", help="folder holding the rungs' run directories (default runs/)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                        help="add a detector (or replace a rung of that name); repeatable")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="benchmark only these names (rungs, "
+                        "'default', 'haar', or --checkpoint names)")
+    parser.add_argument("--no-haar", action="store_true", help="leave out OpenCV's Haar cascade")
+    parser.add_argument("--max-images", type=int, default=0, help="score the first N photos only (0 = all)")
+    parser.add_argument("--timing-images", type=int, default=20, help="photos timed per detector (default 20)")
+    parser.add_argument("--batch-size", type=int, default=16, help="batch for scoring fixed-size models")
+    parser.add_argument("--workers", type=int, default=2, help="data-loading workers")
+    parser.add_argument("--device", default="cpu", help="cpu (default: the table reports CPU latency), cuda, auto")
+    parser.add_argument("--out", default="", help="folder for benchmark.md/.json and pr_curves.png "
+                        "(default benchmark/<data folder name>)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="applied to every checkpoint's config, e.g. model.window_stride=0.5 for a faster scan")
+    return parser.parse_args(argv)
+
+
+def _detectors(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
+    """(name, label, checkpoint) of every detector to run, in ladder order."""
+    entries = [(name, label, Path(args.runs) / name / "best.pt") for label, name in LADDER]
+    entries.append(("default", DEFAULT_LABEL, DEFAULT_CHECKPOINT))
+    for item in args.checkpoint:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--checkpoint '{item}': expected NAME=PATH")
+        if not Path(path).is_file():
+            raise CheckpointError(f"--checkpoint {name}: {path} not found")
+        known = [i for i, e in enumerate(entries) if e[0] == name]
+        entry = (name, entries[known[0]][1] if known else name, Path(path))
+        if known:
+            entries[known[0]] = entry
+        else:
+            entries.append(entry)
+    if args.only:
+        entries = [e for e in entries if e[0] in args.only]
+    return entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = select_device(args.device)
+    data_cfg = DataConfig(root=args.data, format=args.format, classes="face")
+    records, _ = load_records(data_cfg, args.split)
+    if args.max_images:
+        records = records[: args.max_images]
+    if not records:
+        raise ConfigError(f"{args.data}: split '{args.split}' has no images")
+    eval_cfg = EvalConfig()  # min_score 0.01, NMS 0.45, top_k 200: the paper's evaluation settings
+    overrides = ["data.classes=face", *args.overrides]
+    rows, curves, skipped = [], {}, []
+    print(f"{len(records)} photos of {args.data} ({args.split}), {sum(len(r.boxes) for r in records)} faces; "
+          f"device {device}, {torch.get_num_threads()} threads")
+    for name, label, checkpoint in _detectors(args):
+        if not checkpoint.is_file():
+            skipped.append(f"{label}: no {checkpoint}")
+            continue
+        row, curves[label] = benchmark_checkpoint(label, checkpoint, records, device, eval_cfg, overrides,
+                                                  args.timing_images, args.batch_size, args.workers)
+        rows.append(row)
+        print(format_markdown(rows[-1:], label).splitlines()[-1])
+    if not args.no_haar and (not args.only or "haar" in args.only):
+        try:
+            row, curves[HAAR_LABEL] = benchmark_haar(records)
+            rows.append(row)
+        except ConfigError as err:  # no OpenCV: the ladder's own rows still count
+            skipped.append(f"Haar cascade: {err}")
+    if not rows:
+        raise ConfigError("nothing to benchmark: " + "; ".join(skipped))
+
+    out = Path(args.out) if args.out else Path("benchmark") / Path(args.data.rstrip("/")).name
+    out.mkdir(parents=True, exist_ok=True)
+    title = (f"{Path(args.data).name} {args.split}: {len(records)} photos, "
+             f"{sum(len(r.boxes) for r in records)} faces; {device}, {torch.get_num_threads()} threads")
+    table = format_markdown(rows, title)
+    (out / "benchmark.md").write_text(table + "\n")
+    (out / "benchmark.json").write_text(json.dumps({"data": args.data, "split": args.split, "images": len(records),
+                                                    "device": str(device), "threads": torch.get_num_threads(),
+                                                    "overrides": args.overrides,
+                                                    "rows": [asdict(r) for r in rows], "skipped": skipped}, indent=1))
+    plot_pr_curves(curves, out / "pr_curves.png", title=f"faces, IoU 0.5: {title.split(';')[0]}")
+    print()
+    print(table)
+    for line in skipped:
+        print(f"skipped: {line}")
+    print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.json'}, {out / 'pr_curves.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
