@@ -225,6 +225,21 @@ def test_nms_matches_loop_oracle(threshold):
         assert nms(boxes, scores, threshold).tolist() == nms_oracle(boxes, scores, threshold)
 
 
+def test_nms_across_blocks_matches_loop_oracle():
+    """More boxes than one NMS block (256): suppressions cross block boundaries."""
+    from facedet.boxes import NMS_BLOCK
+
+    g = torch.Generator().manual_seed(7)
+    n = 2 * NMS_BLOCK + 100
+    boxes, scores = random_boxes(n, g, size=400.0), torch.rand(n, generator=g)
+    keep = nms(boxes, scores, 0.3)
+    assert keep.tolist() == nms_oracle(boxes, scores, 0.3)
+    rank = scores.argsort(descending=True).argsort()  # 0 = best score
+    assert rank[keep].max() >= 2 * NMS_BLOCK and len(keep) < n / 2  # the third block keeps some, most boxes went
+    labels = torch.randint(0, 2, (n,), generator=g)
+    assert batched_nms(boxes, scores, labels, 0.3).tolist() == batched_nms_oracle(boxes, scores, labels, 0.3)
+
+
 def test_nms_properties():
     g = torch.Generator().manual_seed(4)
     boxes, scores = random_boxes(60, g), torch.rand(60, generator=g)
