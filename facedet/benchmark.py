@@ -102,9 +102,15 @@ def _median_ms(fn, items, desc: str) -> float:
 
 def benchmark_checkpoint(label: str, checkpoint: Path, records: list[Record], device: torch.device,
                          eval_cfg: EvalConfig, overrides: list[str], timing_images: int, batch_size: int,
-                         num_workers: int) -> tuple[Row, tuple]:
-    """Score one checkpoint on `records` and time it on the first `timing_images` photos."""
+                         num_workers: int, window_max_images: int = 0) -> tuple[Row, tuple]:
+    """Score one checkpoint on `records` and time it on the first `timing_images` photos.
+
+    A classifier checkpoint is scanned as a sliding window, on the first `window_max_images`
+    photos only when that is > 0.
+    """
     detector, cfg, names = load_for_detection(checkpoint, device, overrides)
+    if not detector.fixed_input and window_max_images:
+        records = records[:window_max_images]
     if len(names) != 1:
         raise ConfigError(f"{checkpoint}: a face benchmark needs a one-class detector, this one has {names}")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)  # mmap: no tensor is read
@@ -148,10 +154,10 @@ def format_markdown(rows: list[Row], title: str) -> str:
         return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
     lines = [f"**{title}**", "",
-             "| rung | parameters | AP50 | AP30 | COCO AP | R@50FP | ms / image | train time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| rung | parameters | photos | AP50 | AP30 | COCO AP | R@50FP | ms / image | train time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r.label} | {num(r.params, ',')} | {num(r.AP50, '.3f')} | {num(r.AP30, '.3f')} | "
+        lines.append(f"| {r.label} | {num(r.params, ',')} | {r.images} | {num(r.AP50, '.3f')} | {num(r.AP30, '.3f')} | "
                      f"{num(r.AP_coco, '.3f')} | {num(r.recall_at_50fp, '.3f')} | {num(r.ms_per_image, ',.0f')} | "
                      f"{duration(r.train_time_s)} |")
     return "\n".join(lines)
@@ -178,6 +184,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "'default', 'haar', or --checkpoint names)")
     parser.add_argument("--no-haar", action="store_true", help="leave out OpenCV's Haar cascade")
     parser.add_argument("--max-images", type=int, default=0, help="score the first N photos only (0 = all)")
+    parser.add_argument("--window-max-images", type=int, default=0,
+                        help="the sliding window (seconds per photo) scores only the first N of the photos (0 = all)")
     parser.add_argument("--timing-images", type=int, default=20, help="photos timed per detector (default 20)")
     parser.add_argument("--batch-size", type=int, default=16, help="batch for scoring fixed-size models")
     parser.add_argument("--workers", type=int, default=2, help="data-loading workers")
@@ -229,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append(f"{label}: no {checkpoint}")
             continue
         row, curves[label] = benchmark_checkpoint(label, checkpoint, records, device, eval_cfg, overrides,
-                                                  args.timing_images, args.batch_size, args.workers)
+                                                  args.timing_images, args.batch_size, args.workers,
+                                                  args.window_max_images)
         rows.append(row)
         print(format_markdown(rows[-1:], label).splitlines()[-1])
     if not args.no_haar and (not args.only or "haar" in args.only):

@@ -92,3 +92,18 @@ def test_bad_arguments_are_one_line(setup, tmp_path, capsys):
     assert run_cli(benchmark.main, ["--data", str(data), "--runs", str(tmp_path), "--only", "grid7"]) == 2
     err = capsys.readouterr().err.strip()
     assert "nothing to benchmark" in err and "\n" not in err
+
+
+def test_sliding_window_row_on_fewer_photos(setup, tmp_path):
+    """A classifier checkpoint is benchmarked as rung 2, on the first --window-max-images photos."""
+    runs, data = setup
+    small = ["model.image_size=64", "model.embedding_dim=32", f"data.cache_dir={tmp_path / 'crops'}"]
+    assert run_cli(train.main, ["--config", "classifier.yaml", f"out_dir={runs}", "name=classifier",
+                                *TINY, *small]) == 0
+    out = tmp_path / "bench"
+    code = run_cli(benchmark.main, ["--data", str(data), "--runs", str(runs), "--only", "classifier", "yolo_face",
+                                    "--window-max-images", "2", "--timing-images", "1", "--workers", "0",
+                                    "--out", str(out), "model.window_sizes=[96, 160]", "model.window_image_side=256"])
+    assert code == 0
+    rows = json.loads((out / "benchmark.json").read_text())["rows"]
+    assert [(r["label"], r["images"]) for r in rows] == [("2 sliding window", 2), ("4 YOLO-face", 8)]
