@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.colors import ListedColormap
@@ -221,19 +222,76 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def draw_classifier_figures(
+    detector: Any,
+    records: Sequence[Any],
+    nonfaces: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    num_crops: int = 60,
+    feature_maps: int = 2,
+    compare: Mapping[str, nn.Module] | None = None,
+    framing: bool = True,
+    seed: int = 0,
+    source: str = "the data",
+) -> list[str]:
+    """Every classifier figure from one classifier Detector and a detection data set.
+
+    records: facedet.data.readers records (their boxes are the faces); nonfaces: face-free
+    photos for extra negatives. Writes embeddings_<D>.png, face_<i>_featuremaps.png and
+    nonface_<i>_featuremaps.png (feature_maps of each) and, with framing, framing.png scored
+    by the checkpoint and every model of `compare`. Returns one line per file written.
+    """
+    from facedet.data.crops import FaceCropDataset, load_image_tensor
+    from facedet.errors import DataError
+
+    model = detector.model
+    crops = FaceCropDataset(records, nonfaces, framing="tight", neg_ratio=1.0, seed=seed,
+                            size=model.image_size, mean=detector.mean, std=detector.std)
+    faces = (crops.labels == 1).nonzero().flatten()
+    negatives = (crops.labels == 0).nonzero().flatten()
+    if len(faces) == 0:
+        raise DataError(f"{source}: no face of at least 24 pixels in the first {len(records)} photos")
+    generator = torch.Generator().manual_seed(seed)
+    half = num_crops // 2
+    chosen = torch.cat([faces[torch.randperm(len(faces), generator=generator)[:half]],
+                        negatives[torch.randperm(len(negatives), generator=generator)[: num_crops - half]]])
+    images = torch.stack([crops[i][0] for i in chosen.tolist()])
+    out = Path(out)
+    written = []
+
+    path = out / f"embeddings_{model.embedding_dim}.png"
+    counts = plot_embedding_strip(model, images, crops.labels[chosen], path)
+    written.append(f"{path}  {counts}")
+    for kind, pool in (("face", faces), ("nonface", negatives)):
+        for i, index in enumerate(pool[:feature_maps].tolist()):
+            path = out / f"{kind}_{i}_featuremaps.png"
+            prob = plot_feature_maps(model, crops[index][0], path, mean=detector.mean, std=detector.std)
+            written.append(f"{path}  p(face)={prob:.3f}")
+
+    if framing:
+        # the framing experiment on the first face of the first photo that has one
+        face_index = int(faces[0])
+        photo = load_image_tensor(crops.paths[int(crops.sources[face_index])])
+        tight = crops.boxes[face_index]  # the tight square equals the face box's centre and longer side
+        path = out / "framing.png"
+        plot_framing({"checkpoint": model, **(compare or {})}, photo, tight.tolist(), path,
+                     size=model.image_size, mean=detector.mean, std=detector.std)
+        written.append(str(path))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     from facedet.checkpoint import load_detector
     from facedet.cli import select_device
-    from facedet.data.crops import FaceCropDataset, list_images, load_image_tensor
+    from facedet.data.crops import list_images
     from facedet.data.readers import read_dataset
-    from facedet.errors import CheckpointError, ConfigError, DataError
+    from facedet.errors import CheckpointError, ConfigError
 
     args = parse_args(argv)
     device = select_device(args.device)
     detector, _, _ = load_detector(args.checkpoint, device)
     if detector.task != "classification":
         raise CheckpointError(f"{args.checkpoint}: a '{detector.task}' model, expected a classifier checkpoint")
-    model = detector.model
     others: dict[str, nn.Module] = {}
     for item in args.compare:
         name, sep, path = item.partition("=")
@@ -244,37 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     records, _ = read_dataset(args.data, args.split)
     records = records[: args.max_images]
     nonfaces = list_images(args.nonfaces) if args.nonfaces else []
-    crops = FaceCropDataset(records, nonfaces, framing="tight", neg_ratio=1.0, seed=args.seed,
-                            size=model.image_size, mean=detector.mean, std=detector.std)
-    faces = (crops.labels == 1).nonzero().flatten()
-    negatives = (crops.labels == 0).nonzero().flatten()
-    if len(faces) == 0:
-        raise DataError(f"{args.data} ({args.split}): no face of at least 24 pixels in the first {len(records)} photos")
-    generator = torch.Generator().manual_seed(args.seed)
-    half = args.num_crops // 2
-    chosen = torch.cat([faces[torch.randperm(len(faces), generator=generator)[:half]],
-                        negatives[torch.randperm(len(negatives), generator=generator)[: args.num_crops - half]]])
-    images = torch.stack([crops[i][0] for i in chosen.tolist()])
-    out = Path(args.out)
-    written = []
-
-    path = out / f"embeddings_{model.embedding_dim}.png"
-    counts = plot_embedding_strip(model, images, crops.labels[chosen], path)
-    written.append(f"{path}  {counts}")
-    for kind, pool in (("face", faces), ("nonface", negatives)):
-        for i, index in enumerate(pool[: args.feature_maps].tolist()):
-            path = out / f"{kind}_{i}_featuremaps.png"
-            prob = plot_feature_maps(model, crops[index][0], path, mean=detector.mean, std=detector.std)
-            written.append(f"{path}  p(face)={prob:.3f}")
-
-    # the framing experiment on the first face of the first photo that has one
-    face_index = int(faces[0])
-    photo = load_image_tensor(crops.paths[int(crops.sources[face_index])])
-    tight = crops.boxes[face_index]  # the tight square equals the face box's centre and longer side
-    path = out / "framing.png"
-    plot_framing({"checkpoint": model, **others}, photo, tight.tolist(), path,
-                 size=model.image_size, mean=detector.mean, std=detector.std)
-    written.append(str(path))
+    written = draw_classifier_figures(detector, records, nonfaces, args.out, args.num_crops, args.feature_maps,
+                                      others, seed=args.seed, source=f"{args.data} ({args.split})")
     print("\n".join(written))
     return 0
 

@@ -1,0 +1,343 @@
+"""One command regenerates doc_images/: `python -m facedet.figures`.
+
+Two kinds of figures:
+
+* drawn from the library alone, always: the torchinfo tables of the seed-size models, the
+  receptive-field calculator and its growth plot, the BCE worked example, SSD's priors (at
+  the centre cell of conv9_2 and on a 4 x 4 toy grid), prior matching, NMS before/after on
+  toy proposals, the truth matrix of a synthetic scene and the touching-faces failure of
+  connected components;
+* drawn from trained runs, when their checkpoints exist under --runs (runs/<name>/best.pt,
+  as benchmarks/train_ladder.sh writes them): embedding strips, feature maps and framing
+  (classifier, classifier32, classifier_tight, classifier_large), sliding-window results
+  (classifier), probability grids, 7 x 7 vs 14 x 14 and component boxes (grid7, grid14,
+  grid_cnn), NMS before/after (yolo_face, ssd300_bccd), training charts (every run with a
+  metrics.csv) and precision-recall curves (every detection run). A missing checkpoint
+  skips its figures with a one-line note; the command still succeeds and lists what it skipped.
+
+    python -m facedet.figures                                   # library figures + whatever runs/ holds
+    python -m facedet.figures --runs runs --data $FACEDET_DATA/faces-caltech --out doc_images
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+# The runs the checkpoint figures look for, and what each one draws (for the skip notes).
+RUNS = {
+    "classifier": "embedding strip, feature maps, framing, sliding-window results",
+    "classifier32": "32-d embedding strip",
+    "classifier_tight": "framing: the classifier trained on tight crops",
+    "classifier_large": "framing: the classifier trained on large crops",
+    "grid7": "7 x 7 probability grids, component boxes, PR curve",
+    "grid14": "7 vs 14 combined grids, PR curve",
+    "grid_cnn": "grid_cnn probability grids, PR curve",
+    "yolo_face": "YOLO-face before/after NMS, PR curve",
+    "ssd300_bccd": "SSD300 before/after NMS on blood cells, PR curves",
+}
+DETECTION_RUNS = ("grid7", "grid14", "grid_cnn", "yolo_face", "ssd300_bccd")
+SYNTHETIC_STREAM = 3  # the random stream of the figures' synthetic scenes: not train (0), val (1), demo (2)
+
+
+# --------------------------------------------------------------------------- the library figures
+
+
+def library_figures(out: Path, dpi: int = 110) -> list[Path]:
+    """Every figure that needs no trained model, written to `out`. Returns the files."""
+    from facedet.data.synthetic import render_scene
+    from facedet.figures import bce, detections, grid, priors, receptive_field, summaries
+    from facedet.models.classifier import CNNClassifier
+    from facedet.models.grid import GridSimpleCNNModel
+    from facedet.models.ssd import PRIOR_MAPS, PRIORS_PER_CELL, SSD300, make_priors
+    from facedet.models.yolo_face import YOLOFaceCNN, YOLOFaceTiny
+
+    written: list[Path] = []
+    for name in summaries.seed_models():
+        text = summaries.seed_summary(name)
+        (out / f"summary_{name}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (out / f"summary_{name}.txt").write_text(text + "\n")
+        written += [out / f"summary_{name}.txt", summaries.plot_text(text, out / f"summary_{name}.png", name, dpi=dpi)]
+
+    # the receptive field of each rung's convolution stack, traced on the meta device
+    with torch.device("meta"):
+        stacks: dict[str, tuple[torch.nn.Module, int, Callable | None]] = {
+            "classifier": (CNNClassifier(), 128, None),
+            "grid_simple": (GridSimpleCNNModel(7), 224, None),
+            "yolo_face": (YOLOFaceCNN(), 224, None),
+            "yolo_face_tiny": (YOLOFaceTiny(), 224, None),
+            "ssd300": (SSD300(20), 300, lambda m, x: m.aux(m.base(x)[1])),  # base and extra layers only
+        }
+    fields = {name: receptive_field.traced_fields(model, size, forward) for name, (model, size, forward) in stacks.items()}
+    notes = {
+        "classifier": "Then Linear 131072 -> 512: every embedding neuron sees the whole 128 px crop.",
+        "grid_simple": "Then Linear 100352 -> 4096: every cell's probability depends on the whole image.",
+        "yolo_face": "Then Linear 100352 -> 4096: every cell's box depends on the whole image.",
+        "yolo_face_tiny": "No linear head: a cell sees only its 127 px field, enough for a face of up to ~100 px.",
+        "ssd300": "Priors of conv4_3 (0.1 x 300 = 30 px) sit on 92 px fields; conv9_2's (165 px) on 516 px fields.",
+    }
+    tables = []
+    for name, rows in fields.items():
+        size = stacks[name][1]
+        tables.append(receptive_field.format_receptive_field_table(rows, f"{name} ({size} px input)") + "\n" + notes[name])
+        written.append(receptive_field.plot_receptive_field_table(
+            rows, out / f"receptive_field_{name}.png", size, f"receptive field calculator: {name}", notes[name], dpi=dpi))
+    (out / "receptive_field.txt").write_text("\n\n".join(tables) + "\n")
+    written.append(out / "receptive_field.txt")
+    written.append(receptive_field.plot_receptive_field_growth(
+        {name: (rows, stacks[name][1]) for name, rows in fields.items()}, out / "receptive_field_growth.png", dpi=dpi))
+    scene, faces = render_scene(np.random.default_rng([0, SYNTHETIC_STREAM, 0]), 224, min_faces=2, max_faces=3)
+    written.append(receptive_field.plot_receptive_field_on_image(
+        scene, {"yolo_face conv stack (14 x 14)": fields["yolo_face"], "yolo_face_tiny (7 x 7)": fields["yolo_face_tiny"]},
+        out / "receptive_field_cell.png", dpi=dpi))
+
+    written.append(bce.plot_bce_worked_example(out / "bce_worked_example.png", dpi=dpi))
+
+    maps = [(size, k) for (_, size, _, _), k in zip(PRIOR_MAPS, PRIORS_PER_CELL)]
+    conv9_2 = [name for name, *_ in PRIOR_MAPS].index("conv9_2")
+    labels = ["1:1, s = 0.55", "extra 1:1, s' = sqrt(0.55 x 0.725) = 0.63", "2:1", "3:1", "1:2", "1:3"]
+    photo, _ = render_scene(np.random.default_rng([1, SYNTHETIC_STREAM, 0]), 300, min_faces=1, max_faces=2)
+    written.append(priors.plot_priors_at_cell(make_priors(), maps, conv9_2, 2, 2, out / "priors_conv9_2_centre.png",
+                                              labels, photo, title="SSD300: the 6 priors of conv9_2's centre cell (5 x 5 map)",
+                                              dpi=dpi))
+    written.append(priors.plot_toy_grid_priors(out / "priors_toy_grid.png", dpi=dpi))
+    written.append(priors.plot_prior_matching(out / "prior_matching.png", dpi=dpi))
+    written.append(detections.plot_toy_nms(out / "nms_before_after.png", dpi=dpi))
+
+    scene, faces = render_scene(np.random.default_rng([2, SYNTHETIC_STREAM, 0]), 256, min_faces=2, max_faces=3)
+    written.append(grid.plot_truth_matrix(scene, faces, 7, out / "truth_matrix_synthetic.png", dpi=dpi))
+    written.append(grid.plot_touching_failure(out / "touching_failure.png", dpi=dpi))
+    return written
+
+
+# --------------------------------------------------------------------------- the checkpoint figures
+
+
+def _photos(data: str, split: str, count: int, seed: int = 0) -> list[tuple[str, Image.Image, Tensor | None]]:
+    """(name, RGB photo, "xyxy" pixel face boxes) for the figures: the first `count` photos of
+    `data` (any layout facedet reads), or synthetic scenes when data is empty."""
+    from facedet.config import DataConfig
+    from facedet.data.images import load_image
+    from facedet.data.loaders import load_records
+    from facedet.data.synthetic import render_scene
+
+    if not data:
+        rng = np.random.default_rng([seed, SYNTHETIC_STREAM, 1])
+        return [(f"synthetic_{i}", *render_scene(rng, 256, min_faces=1, max_faces=3)) for i in range(count)]
+    records, _ = load_records(DataConfig(root=data, classes="face"), split)
+    photos, seen = [], set()
+    for i, record in enumerate(records[:count]):
+        name = record.image_path.stem if record.image_path.stem not in seen else f"{record.image_path.stem}_{i}"
+        seen.add(name)  # photo.jpg in two folders must not overwrite each other's figure
+        photos.append((name, load_image(record.image_path), record.boxes))
+    return photos
+
+
+def _training_chart(run_dir: Path, out: Path, dpi: int) -> Path | None:
+    """runs/<name>/metrics.csv -> out/training_chart_<name>.png (None without metrics)."""
+    from facedet.training_chart import plot_training_chart
+
+    metrics = run_dir / "metrics.csv"
+    if not metrics.is_file():
+        return None
+    with metrics.open() as file:
+        history = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(file)]
+    if not history:
+        return None
+    metric = next((m for m in ("mAP", "auc") if any(m in row for row in history)), "loss")
+    path = out / f"training_chart_{run_dir.name}.png"
+    plot_training_chart(history, path, metric)
+    return path
+
+
+def _pr_curve(run: str, detector: Any, cfg: Any, out: Path, data: str, max_images: int,
+              device: torch.device) -> tuple[Path, float]:
+    """Evaluate a detection run on (up to max_images of) its validation split -> pr_<run>.png, AP."""
+    from facedet.data.loaders import build_datasets, build_loader
+    from facedet.evaluation import evaluate_detections
+    from facedet.plots import plot_pr_curves
+    from facedet.predict import predict
+
+    if data:
+        cfg.data.root, cfg.data.classes = data, "face"
+    cfg.eval.max_images = max_images
+    _, val_set, class_names = build_datasets(cfg, detector)
+    loader = build_loader(val_set, cfg, train=False, device=device)
+    found, truths = predict(detector, loader, device, cfg.eval, desc=f"evaluate {run}")
+    result = evaluate_detections(found, truths, class_names, iou_thresholds=cfg.eval.iou_thresholds)
+    where = Path(cfg.data.root).name or "synthetic"
+    path = plot_pr_curves(result.pr_curves(), out / f"pr_{run}.png",
+                          title=f"{run} on {where} ({len(found)} images): mAP50 {result.mAP:.3f}")
+    return path, result.mAP
+
+
+def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count: int = 2, max_images: int = 100,
+                device: str = "cpu", dpi: int = 110) -> tuple[list[str], list[str]]:
+    """Every checkpoint figure whose run exists under `runs`. Returns (written, skipped) lines."""
+    from facedet.checkpoint import load_detector
+    from facedet.cli import select_device
+    from facedet.config import DataConfig
+    from facedet.data.crops import list_images
+    from facedet.data.loaders import load_records
+    from facedet.errors import FacedetError
+    from facedet.figures import classifier, detections, grid
+    from facedet.models.sliding_window import detector_from_classifier
+
+    dev = select_device(device)
+    written: list[str] = []
+    skipped: list[str] = []
+    present = {name for name in RUNS if (runs / name / "best.pt").is_file()}
+    skipped += [f"{name}: no {runs / name / 'best.pt'} -> skipped {what}" for name, what in RUNS.items()
+                if name not in present]
+    photos = _photos(data, split, count) if present else []
+
+    def attempt(name: str, draw: Callable[[], list[str]]) -> None:
+        """Draw one run's figures; bad data or a bad checkpoint skips them with its one-line reason."""
+        try:
+            written.extend(draw())
+        except FacedetError as err:
+            skipped.append(f"{name}: {err}")
+
+    def classifier_figures() -> list[str]:
+        detector, cfg, _ = load_detector(runs / "classifier" / "best.pt", dev)
+        compare = {name.split("_")[1]: load_detector(runs / name / "best.pt", dev)[0].model
+                   for name in ("classifier_tight", "classifier_large") if name in present}
+        root = data or cfg.data.root
+        records, _ = load_records(DataConfig(root=root, classes="face"), split)
+        nonfaces = list_images(os.path.expandvars(cfg.data.nonfaces)) if cfg.data.nonfaces and not data else []
+        lines = classifier.draw_classifier_figures(detector, records[:200], nonfaces, out, compare=compare,
+                                                   source=f"{root or 'synthetic'} ({split})")
+        m = cfg.model
+        scanner = detector_from_classifier(detector, window_sizes=m.window_sizes, stride_fraction=m.window_stride,
+                                           image_side=m.window_image_side)
+        for photo_name, photo, boxes in photos:
+            before, after = detections.nms_before_after(scanner, photo, m.image_size, dev, min_score=0.5, nms_iou=0.3)
+            windows = scanner.model.num_windows(photo.height, photo.width)
+            path = detections.plot_before_after(
+                photo, before, after, out / f"sliding_window_{photo_name}.png", true_boxes_xyxy=boxes, dpi=dpi,
+                title=f"sliding window: {windows} windows of sizes {scanner.model.sizes} px scanned",
+                caption="Left: every window the classifier scores >= 0.5. Right: after NMS across sizes "
+                        "(IoU 0.3) and dropping windows nested in a better one.")
+            lines.append(str(path))
+        return lines
+
+    def classifier32_figures() -> list[str]:
+        detector, cfg, _ = load_detector(runs / "classifier32" / "best.pt", dev)
+        root = data or cfg.data.root
+        records, _ = load_records(DataConfig(root=root, classes="face"), split)
+        return classifier.draw_classifier_figures(detector, records[:200], [], out, feature_maps=0, framing=False,
+                                                  source=f"{root or 'synthetic'} ({split})")
+
+    def grid_figures() -> list[str]:
+        lines = []
+        loaded = {name: grid.load_grid_checkpoint(runs / name / "best.pt", dev)
+                  for name in ("grid7", "grid14", "grid_cnn") if name in present}
+        for photo_name, photo, boxes in photos:
+            probs = {name: grid.grid_probabilities(d, photo, size, dev) for name, (d, _, size) in loaded.items()}
+            for name, p in probs.items():
+                lines.append(str(grid.plot_probability_grid(photo, p, out / f"{name}_{photo_name}.png", 0.5, boxes,
+                                                            title=f"{name}: {p.shape[-1]} x {p.shape[-1]} grid", dpi=dpi)))
+            if "grid7" in probs and "grid14" in probs:
+                lines.append(str(grid.plot_combined(photo, probs["grid7"], probs["grid14"],
+                                                    out / f"combined_{photo_name}.png", 0.5, boxes, dpi=dpi)))
+            if boxes is not None:
+                lines.append(str(grid.plot_truth_matrix(photo, boxes, 7, out / f"truth_matrix_{photo_name}.png", dpi=dpi)))
+        return lines
+
+    def nms_figures(name: str) -> Callable[[], list[str]]:
+        def draw() -> list[str]:
+            detector, cfg, _ = load_detector(runs / name / "best.pt", dev)
+            own = _photos(cfg.data.root, split, count) if name == "ssd300_bccd" else photos
+            lines = []
+            for photo_name, photo, boxes in own:
+                before, after = detections.nms_before_after(detector, photo, cfg.model.image_size, dev,
+                                                            min_score=0.3, nms_iou=0.45)
+                lines.append(str(detections.plot_before_after(
+                    photo, before, after, out / f"{name}_nms_{photo_name}.png", true_boxes_xyxy=boxes, dpi=dpi,
+                    title=f"{name}: every proposal scoring >= 0.3, then NMS at IoU 0.45")))
+            return lines
+        return draw
+
+    def pr_figure(name: str) -> Callable[[], list[str]]:
+        def draw() -> list[str]:
+            detector, cfg, _ = load_detector(runs / name / "best.pt", dev)
+            path, ap = _pr_curve(name, detector, cfg, out, "" if name == "ssd300_bccd" else data, max_images, dev)
+            return [f"{path}  mAP50={ap:.3f}"]
+        return draw
+
+    if "classifier" in present:
+        attempt("classifier", classifier_figures)
+    if "classifier32" in present:
+        attempt("classifier32", classifier32_figures)
+    if present & {"grid7", "grid14", "grid_cnn"}:
+        attempt("grid", grid_figures)
+    for name in ("yolo_face", "ssd300_bccd"):
+        if name in present:
+            attempt(name, nms_figures(name))
+    for name in DETECTION_RUNS:
+        if name in present:
+            attempt(name, pr_figure(name))
+    if runs.is_dir():
+        for run_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+            path = _training_chart(run_dir, out, dpi)
+            if path is not None:
+                written.append(str(path))
+    return written, skipped
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m facedet.figures",
+        description="Regenerate every figure of doc_images/: the library's figures (model summaries, receptive "
+                    "field, BCE example, SSD priors and matching, NMS, truth matrix, touching faces) and, for every "
+                    "trained run found under --runs (" + ", ".join(RUNS) + "), its figures and training chart. "
+                    "Missing runs are skipped with a note.",
+        epilog="Example: python -m facedet.figures --runs runs --data $FACEDET_DATA/faces-caltech --out doc_images",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", default="doc_images", help="folder for the figures")
+    parser.add_argument("--runs", default="runs", help="folder of run directories (runs/<name>/best.pt)")
+    parser.add_argument("--data", default="",
+                        help="face photos for the checkpoint figures and PR curves (any layout facedet reads); "
+                             "empty: synthetic scenes, and each run's own validation data for its PR curve")
+    parser.add_argument("--split", default="val", help="split of --data")
+    parser.add_argument("--count", type=int, default=2, help="photos per checkpoint figure")
+    parser.add_argument("--max-images", type=int, default=100, help="validation images per PR curve")
+    parser.add_argument("--no-runs", action="store_true", help="only the figures that need no trained model")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    written = [str(p) for p in library_figures(out, args.dpi)]
+    skipped: list[str] = []
+    if not args.no_runs:
+        more, skipped = run_figures(Path(args.runs), out, args.data, args.split, args.count, args.max_images,
+                                    args.device, args.dpi)
+        written += more
+    print("\n".join(written))
+    if skipped:
+        print(f"skipped ({len(skipped)}):\n  " + "\n  ".join(skipped))
+    print(f"{len(written)} files in {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    from facedet.cli import run_cli
+
+    sys.exit(run_cli(main))
