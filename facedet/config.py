@@ -62,6 +62,7 @@ class DataConfig:
     augment: str = "flip"  # none | flip | ssd (SPEC section 5)
     skip_bad_images: bool = False  # skip unreadable images (counted) instead of stopping
     num_workers: int = 2
+    persistent_workers: bool = True  # training loader keeps its workers between epochs (resume stays exact)
     synthetic_train: int = 600  # images generated for the embedded dataset
     synthetic_val: int = 150
     # classifier rung: face crops and negatives cut from detection data
@@ -90,6 +91,10 @@ class TrainConfig:
     warmup_iters: int = 0  # linear warm-up from lr/100
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     amp: bool = True  # mixed precision, used only on CUDA
+    # NHWC memory layout for images and weights, used only on CUDA: tensor-core convolutions
+    # run in NHWC, so NCHW costs a transpose around each of them; on CPU it rarely helps
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model: minutes of compiling first, then faster steps
     device: str = "auto"  # auto | cpu | cuda | cuda:1
     seed: int = 0
     val_every: int = 1  # validate every N epochs; 0 = never

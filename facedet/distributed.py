@@ -48,6 +48,19 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every other rank.
+
+    DDP keeps the parameters equal (gradients are averaged) and sends rank 0's buffers at
+    the start of each forward, but each rank's last forward then updates its own copy from
+    its own images. After this call every rank holds exactly the model rank 0 validates and saves.
+    """
+    if not dist.is_initialized():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
 def mean_across_ranks(values: dict[str, float]) -> dict[str, float]:
     """Average a dict of floats over all processes (for logging epoch losses)."""
     if not dist.is_initialized():

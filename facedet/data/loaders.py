@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from facedet import distributed as dist
 from facedet.config import Config, DataConfig
@@ -104,29 +106,84 @@ def build_datasets(cfg: Config, detector: Detector) -> tuple[Dataset, Dataset, l
     return train, val, names
 
 
-def build_loader(dataset: Dataset, cfg: Config, train: bool, device: torch.device) -> DataLoader:
-    """Shuffled (and sharded under DDP) for training; in order for evaluation.
+class EpochSampler(Sampler):
+    """The indices of one epoch as (epoch, index) pairs, for `SeededDataset`.
 
-    The generator is re-seeded by the trainer every epoch, and workers are started anew
-    each epoch (not persistent), so shuffling and augmentation depend only on (seed, epoch):
-    a resumed run follows the same trajectory.
+    The order depends only on (seed, epoch): DistributedSampler's shuffle, re-seeded by
+    `set_epoch` (the trainer calls it before every epoch). Under DDP each rank takes its own
+    1/world_size share of that order; in one process it is the whole order.
     """
-    sampler = None
-    if train and dist.world_size() > 1:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.train.seed)
-    generator = torch.Generator().manual_seed(cfg.train.seed)
-    workers = cfg.data.num_workers
-    return DataLoader(
-        dataset,
-        batch_size=cfg.train.batch_size,
-        shuffle=train and sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        drop_last=train and len(dataset) > cfg.train.batch_size,
-        generator=generator,
-    )
+
+    def __init__(self, dataset: Dataset, shuffle: bool, seed: int):
+        self.order = DistributedSampler(dataset, num_replicas=dist.world_size(), rank=dist.rank(),
+                                        shuffle=shuffle, seed=seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, index) for index in self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+class SeededDataset(Dataset):
+    """`dataset[index]` with torch's CPU random generator seeded from (seed, epoch, index).
+
+    Augmentation draws from torch's global generator. Seeding it for each sample makes a
+    sample's augmentation a function of (seed, epoch, index) alone, not of which worker
+    loads it, how many workers there are, whether they persist between epochs, or the DDP
+    rank: a resumed run sees exactly the images an uninterrupted one would, and workers can
+    stay alive across epochs. The caller's own random stream (dropout) is restored after.
+    Keys are the (epoch, index) pairs an `EpochSampler` yields.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        # SeedSequence hashes the three numbers into one well-mixed 64-bit seed
+        sample_seed = np.random.SeedSequence([self.seed % 2**64, epoch, index]).generate_state(1, np.uint64)[0]
+        with torch.random.fork_rng(devices=[]):  # CPU generator only: CUDA's is not touched
+            torch.default_generator.manual_seed(int(sample_seed))
+            return self.dataset[index]
+
+
+def build_loader(dataset: Dataset, cfg: Config, train: bool, device: torch.device) -> DataLoader:
+    """Shuffled, augmented per (seed, epoch, index) and sharded under DDP for training;
+    in order for evaluation.
+
+    Training wraps the dataset in `SeededDataset` and draws (epoch, index) pairs from an
+    `EpochSampler`, so shuffling and augmentation depend only on (seed, epoch) whatever the
+    workers do: resume is exact and `data.persistent_workers` costs nothing in
+    reproducibility. The loader's own generator (only used to seed its workers) keeps the
+    loader from drawing on torch's global random stream.
+    """
+    common = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers, collate_fn=collate,
+                  pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.train.seed))
+    if not train:  # used once per epoch: its workers are started for each pass, never left behind
+        return DataLoader(dataset, shuffle=False, **common)
+    sampler = EpochSampler(dataset, shuffle=True, seed=cfg.train.seed)
+    return DataLoader(SeededDataset(dataset, cfg.train.seed), sampler=sampler,
+                      drop_last=len(sampler) > cfg.train.batch_size,
+                      persistent_workers=cfg.data.num_workers > 0 and cfg.data.persistent_workers, **common)
+
+
+def release_workers(loader: DataLoader) -> None:
+    """Stop a loader's persistent workers now (the trainer calls it when training ends).
+
+    Left to the garbage collector, workers caught in a reference cycle take 5 s each to go:
+    torch's queues can be finalised before the iterator that needs them to stop its workers,
+    which then wait out a timeout. Dropping the loader's iterator stops them at once.
+    """
+    loader._iterator = None  # the persistent iterator; DataLoader has no public way to close it
 
 
 def inference_transforms(detector: Detector, image_size: int) -> Compose:
