@@ -10,8 +10,8 @@ through `sanitize_boxes`, which
   - refuses NaN / inf coordinates (a broken file, not noise): DataError.
 
 A reader adds up the counts in a `ReadStats` and, if anything was dropped, clipped
-far, or skipped, emits one `DataWarning` such as
-"faces-mask: dropped 2 zero-area boxes".
+far, or skipped (or a YOLO split had no label file at all), emits one `DataWarning`
+such as "faces-mask: dropped 2 zero-area boxes".
 """
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ class ReadStats:
     dropped: int = 0  # boxes with no area left after clipping
     far_outside: int = 0  # kept boxes clipped by more than the tolerance
     skipped_images: list[Path] = field(default_factory=list)
+    no_label_files: Path | None = None  # YOLO: the folder searched when no image had a label file
 
     def add(self, sanitized: SanitizedBoxes) -> None:
         """Count one image's sanitized boxes."""
@@ -112,6 +113,8 @@ class ReadStats:
                 f"skipped {_plural(len(self.skipped_images), 'unreadable image')} "
                 f"(first: {self.skipped_images[0]})"
             )
+        if self.no_label_files is not None:
+            parts.append(f"no label files in {self.no_label_files}: every image read as without objects")
         return f"{self.name}: {'; '.join(parts)}" if parts else None
 
     def warn(self) -> None:

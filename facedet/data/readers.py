@@ -138,22 +138,34 @@ def read_data_yaml(path: PathLike) -> DataYaml:
     if not isinstance(content, dict):
         raise DataError(f"{path}: expected a mapping with keys path/train/val/names, got {type(content).__name__}")
 
-    root = Path(content.get("path") or ".")
+    root_value = content.get("path") or "."
+    if not _is_name(root_value):
+        raise DataError(f"{path}: 'path' must be a folder, got {root_value!r}")
+    root = Path(str(root_value))
     root = root if root.is_absolute() else path.parent / root
     splits = {}
     for split in ("train", "val", "test"):
         value = content.get(split)
         if value:
             folders = value if isinstance(value, list) else [value]
+            if not all(_is_name(folder) for folder in folders):
+                raise DataError(f"{path}: '{split}' must be a folder, an image list .txt or a list of them, got {value!r}")
             splits[split] = [root / str(folder) for folder in folders]
     return DataYaml(root=root, splits=splits, names=_yaml_names(content, path))
 
 
+def _is_name(value: object) -> bool:
+    """A folder or file name as YAML reads it: text, or a number such as 2007."""
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
 def _yaml_names(content: dict, path: Path) -> list[str] | None:
+    count = content.get("nc")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise DataError(f"{path}: 'nc' must be an integer, got {count!r}")
     names = content.get("names")
     if names is None:
-        count = content.get("nc")
-        return [str(i) for i in range(int(count))] if count is not None else None
+        return [str(i) for i in range(count)] if count is not None else None
     if isinstance(names, dict):
         ids = sorted(names)
         if ids != list(range(len(ids))):
@@ -161,8 +173,8 @@ def _yaml_names(content: dict, path: Path) -> list[str] | None:
         names = [names[i] for i in ids]
     if not isinstance(names, list):
         raise DataError(f"{path}: names must be a list or an {{id: name}} mapping, got {names!r}")
-    if "nc" in content and int(content["nc"]) != len(names):
-        raise DataError(f"{path}: nc is {content['nc']} but names lists {len(names)} classes")
+    if count is not None and count != len(names):
+        raise DataError(f"{path}: nc is {count} but names lists {len(names)} classes")
     return [str(name) for name in names]
 
 
@@ -177,8 +189,10 @@ def read_yolo(
     root: a folder (with or without data.yaml) or the data.yaml itself. With a yaml,
           its `<split>:` key gives the image folders; without, `root/images/<split>`.
     Each image `.../images/<split>/x.jpg` has labels in `.../labels/<split>/x.txt`:
-    one line `class cx cy w h` per box, fractions of the image size. A missing or
-    empty label file is an image without objects.
+    one line `class cx cy w h` per box, fractions of the upright (EXIF-turned) image.
+    A missing or empty label file is an image without objects (a background image);
+    when no image of the split has a label file, the warning says where they were
+    looked for (usually a misplaced labels/ folder).
     names: class names; when given (or found in data.yaml) class ids must be below
            len(names). The Records carry only label ids.
     """
@@ -196,12 +210,13 @@ def read_yolo(
         stats = ReadStats(name=root.resolve().name)
 
     num_classes = len(names) if names is not None else None
-    records = []
+    records, labelled = [], False
     for image_path in _list_images(sources):
         size = _measure(image_path, stats, skip_bad_images)
         if size is None:
             continue
         label_path = yolo_label_path(image_path)
+        labelled = labelled or label_path.is_file()
         labels, boxes_cxcywh = _read_yolo_labels(label_path, num_classes)  # (N,), (N, 4) fractions
         width, height = size
         centres, sides = boxes_cxcywh[:, :2], boxes_cxcywh[:, 2:]
@@ -209,6 +224,8 @@ def read_yolo(
         boxes_xyxy = np.concatenate([centres - sides / 2, centres + sides / 2], axis=1) * scale  # (N, 4)
         difficult = np.zeros(len(labels), dtype=bool)
         records.append(_make_record(image_path, size, boxes_xyxy, labels, difficult, str(label_path), stats))
+    if records and not labelled:  # background images lack label files, but not all of them
+        stats.no_label_files = yolo_label_path(records[0].image_path).parent
     stats.warn()
     return records
 
@@ -236,6 +253,12 @@ def _list_images(sources: list[Path]) -> list[Path]:
     return images
 
 
+# Without class names any integer id >= 0 is accepted, up to this one: far more classes
+# than any data set has, and every id below it converts exactly to the int64 labels
+# (1e300 would wrap around to a negative label).
+MAX_CLASS_ID = 2**31 - 1
+
+
 def _read_yolo_labels(label_path: Path, num_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
     """One YOLO label file -> (labels (N,) int64, boxes (N, 4) "cxcywh" fractions)."""
     if not label_path.is_file():
@@ -249,13 +272,12 @@ def _read_yolo_labels(label_path: Path, num_classes: int | None) -> tuple[np.nda
 
     classes = table[:, 0]
     bad_class = (classes != np.round(classes)) | (classes < 0)
-    if num_classes is not None:
-        bad_class |= classes >= num_classes
+    bad_class |= classes >= (num_classes if num_classes is not None else MAX_CLASS_ID + 1)
     bad = bad_class | ~np.isfinite(table).all(axis=1)
     if bad.any():
         line_number, tokens = rows[int(np.argmax(bad))]
         if bad_class.any() and bad_class[int(np.argmax(bad))]:
-            known = f"0..{num_classes - 1}" if num_classes is not None else "an integer >= 0"
+            known = f"0..{num_classes - 1}" if num_classes is not None else f"0..{MAX_CLASS_ID}"
             raise DataError(f"{label_path}:{line_number}: class id '{tokens[0]}' is not in {known}")
         raise DataError(f"{label_path}:{line_number}: non-finite number in '{' '.join(tokens)}'")
     return classes.astype(np.int64), table[:, 1:]
@@ -288,6 +310,7 @@ def voc_class_names(roots: PathLike | Sequence[PathLike]) -> list[str]:
     for root in _as_roots(roots):
         for xml_path in sorted((root / "Annotations").glob("*.xml")):
             names.update(obj.findtext("name", "").strip() for obj in _parse_xml(xml_path).iter("object"))
+    names.discard("")  # an object without a name is an error of its file, not a class
     return sorted(names)
 
 
@@ -363,6 +386,8 @@ def _voc_objects(
     boxes, labels, difficult = [], [], []
     for index, obj in enumerate(annotation.iter("object")):
         name = obj.findtext("name", "").strip()
+        if not name:
+            raise DataError(f"{xml_path}: object {index} has no <name>")
         if label_of is not None and name not in label_of:
             raise DataError(f"{xml_path}: unknown class '{name}' (known: {', '.join(label_of)})")
         try:
