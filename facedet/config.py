@@ -144,7 +144,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         file = resolve_config_path(path)
         source = str(file)
         try:
-            data = yaml.safe_load(file.read_text()) or {}
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: not a UTF-8 text file (a YAML config was expected)") from None
         except yaml.YAMLError as err:
             first_line = str(err).splitlines()[0]
             raise ConfigError(f"{file}: not valid YAML ({first_line})") from None
