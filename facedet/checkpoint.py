@@ -9,7 +9,10 @@ never destroys the previous checkpoint. Loaded with `weights_only=True`: no pick
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,18 +43,41 @@ save_checkpoint = atomic_save
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by facedet; a clear error for anything else."""
+    """Read a checkpoint written by facedet; a clear error for anything else.
+
+    Only zip archives written by torch.save (its format since PyTorch 1.6, and the only
+    one facedet writes) are opened, and unpickled with weights_only=True: tensors and
+    plain containers come back, a pickled object that would run code is refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: not a readable facedet checkpoint (the file is empty)")
+    if not zipfile.is_zipfile(path):  # also a plain pickle, which torch would try to unpickle
+        raise CheckpointError(f"{path}: not a readable facedet checkpoint (not a torch.save archive, or cut short)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable facedet checkpoint ({reason[:120]})") from None
+        raise CheckpointError(f"{path}: not a readable facedet checkpoint ({_load_failure(err)})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a facedet checkpoint (expected keys 'model' and 'config')")
+    for key in ("model", "config"):
+        if not isinstance(state[key], Mapping):
+            kind = type(state[key]).__name__
+            raise CheckpointError(f"{path}: not a facedet checkpoint ('{key}' is {kind}, expected a mapping)")
     return state
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch.load refused a file, in a few words (torch's own message is a paragraph)."""
+    text = str(err).strip()
+    if "Weights only load failed" in text:
+        culprit = re.search(r"GLOBAL (\S+)", text)  # e.g. "GLOBAL posix.system"
+        named = f" ({culprit.group(1)})" if culprit else ""
+        return (f"it holds pickled Python objects{named}, not only weights; facedet loads with "
+                "weights_only=True and never runs code from a checkpoint")
+    return text.splitlines()[0][:120] if text else type(err).__name__
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path = "checkpoint") -> Config:
@@ -88,11 +114,16 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu", override
     for item in overrides:
         apply_override(cfg, item)
     validate(cfg)
-    detector = build_model(cfg.model)
+    try:
+        detector = build_model(cfg.model)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its config builds no model ({err})") from None
     load_weights(detector.model, state, path, cfg.model.name)
     detector.model.to(device).eval()
-    names = list(state.get("class_names") or [f"class{i}" for i in range(cfg.model.num_classes)])
-    return detector, cfg, names
+    names = state.get("class_names") or [f"class{i}" for i in range(cfg.model.num_classes)]
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise CheckpointError(f"{path}: 'class_names' is {names!r:.80}, expected a list of names")
+    return detector, cfg, list(names)
 
 
 def load_for_detection(path: str | Path, device: torch.device | str = "cpu", overrides: Sequence[str] = ()):
