@@ -133,7 +133,7 @@ class Trainer:
         targets = targets_to_device(targets, self.device)
         with self.autocast():
             outputs = self.train_model(images)
-        terms = self.criterion(_to_float(outputs), targets)  # outside autocast: losses in float32
+        terms = self.criterion(outputs_to_float(outputs), targets)  # outside autocast: losses in float32
         values = self.check_finite(terms, batch, targets)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(sum(terms.values())).backward()
@@ -273,8 +273,8 @@ def targets_to_device(targets: list[dict], device: torch.device) -> list[dict]:
     return moved
 
 
-def _to_float(outputs):
+def outputs_to_float(outputs):
     """Losses are computed in float32 even when the forward pass ran in half precision."""
     if isinstance(outputs, Tensor):
         return outputs.float()
-    return type(outputs)(_to_float(o) for o in outputs)
+    return type(outputs)(outputs_to_float(o) for o in outputs)
