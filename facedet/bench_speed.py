@@ -134,6 +134,8 @@ def measure_model(name: str, args: argparse.Namespace) -> dict:
     row = {"model": name, "image_size": cfg.model.image_size, "batch": args.batch,
            "parameters": sum(p.numel() for p in detector.model.parameters())}
     images, targets = random_batch(cfg, detector.task, args.batch)
+    if device.type == "cuda":
+        images = images.pin_memory()  # as the training loader delivers them
     warmup = 3 if args.compile else 1
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cfg, detector, [None], run_dir, device)  # a one-"batch" loader: train_step is all we call
