@@ -61,6 +61,7 @@ def library_figures(out: Path, dpi: int = 110) -> list[Path]:
     from facedet.models.ssd import PRIOR_MAPS, PRIORS_PER_CELL, SSD300, make_priors
     from facedet.models.yolo_face import YOLOFaceCNN, YOLOFaceTiny
 
+    photo_dpi = round(0.8 * dpi)  # figures full of photo pixels: keeps each PNG under ~300 KB
     written: list[Path] = []
     for name in summaries.seed_models():
         text = summaries.seed_summary(name)
@@ -111,11 +112,11 @@ def library_figures(out: Path, dpi: int = 110) -> list[Path]:
                                               dpi=dpi))
     written.append(priors.plot_toy_grid_priors(out / "priors_toy_grid.png", dpi=dpi))
     written.append(priors.plot_prior_matching(out / "prior_matching.png", dpi=dpi))
-    written.append(detections.plot_toy_nms(out / "nms_before_after.png", dpi=dpi))
+    written.append(detections.plot_toy_nms(out / "nms_before_after.png", dpi=photo_dpi))
 
     scene, faces = render_scene(np.random.default_rng([2, SYNTHETIC_STREAM, 0]), 256, min_faces=2, max_faces=3)
-    written.append(grid.plot_truth_matrix(scene, faces, 7, out / "truth_matrix_synthetic.png", dpi=dpi))
-    written.append(grid.plot_touching_failure(out / "touching_failure.png", dpi=dpi))
+    written.append(grid.plot_truth_matrix(scene, faces, 7, out / "truth_matrix_synthetic.png", dpi=photo_dpi))
+    written.append(grid.plot_touching_failure(out / "touching_failure.png", dpi=photo_dpi))
     return written
 
 
@@ -132,7 +133,8 @@ def _photos(data: str, split: str, count: int, seed: int = 0) -> list[tuple[str,
 
     if not data:
         rng = np.random.default_rng([seed, SYNTHETIC_STREAM, 1])
-        return [(f"synthetic_{i}", *render_scene(rng, 256, min_faces=1, max_faces=3)) for i in range(count)]
+        scenes = [render_scene(rng, 256, min_faces=1, max_faces=3) for _ in range(count)]
+        return [(f"synthetic_{i}", scene.convert("RGB"), boxes) for i, (scene, boxes) in enumerate(scenes)]
     records, _ = load_records(DataConfig(root=data, classes="face"), split)
     photos, seen = [], set()
     for i, record in enumerate(records[:count]):
