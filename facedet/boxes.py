@@ -101,6 +101,20 @@ def decode(offsets: Tensor, priors_cxcywh: Tensor, variances: tuple[float, float
 NMS_BLOCK = 256
 
 
+def _overlaps(boxes1: Tensor, boxes2: Tensor, iou_threshold: float) -> Tensor:
+    """box_iou(boxes1, boxes2) > iou_threshold: (N, 4), (M, 4) "xyxy" -> (N, M) bool.
+
+    box_iou's arithmetic step for step, so the same bits, but in place: NMS needs no
+    gradients, and reusing two (N, M) buffers instead of a dozen makes it ~3x faster.
+    """
+    x1, y1, x2, y2 = (c[:, None] for c in boxes1.unbind(-1))  # (N, 1) each
+    u1, v1, u2, v2 = (c[None, :] for c in boxes2.unbind(-1))  # (1, M) each
+    inter = torch.min(x2, u2).sub_(torch.max(x1, u1)).clamp_(min=0)  # width, then the intersection
+    inter.mul_(torch.min(y2, v2).sub_(torch.max(y1, v1)).clamp_(min=0))
+    union = (box_area(boxes1)[:, None] + box_area(boxes2)[None, :]).sub_(inter)
+    return inter.div_(union.clamp_(min=torch.finfo(union.dtype).tiny)) > iou_threshold
+
+
 def _greedy_in_block(suppress: Tensor, alive: Tensor) -> Tensor:
     """Greedy NMS inside one block: suppress (b, b) bool, [j, i] = earlier box j would remove
     box i (j < i only); alive (b,) bool = not removed by earlier blocks -> keep (b,) bool.
@@ -137,8 +151,8 @@ def _greedy_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, labels: Ten
     kept_boxes, kept_labels = sorted_boxes[:0], (sorted_labels[:0] if labels is not None else None)
     for start in range(0, len(order), NMS_BLOCK):
         block = sorted_boxes[start : start + NMS_BLOCK]  # (b, 4)
-        suppress = (box_iou(block, block) > iou_threshold).triu_(diagonal=1)  # (b, b) [j, i], j < i
-        removed = box_iou(kept_boxes, block) > iou_threshold  # (K, b)
+        suppress = _overlaps(block, block, iou_threshold).triu_(diagonal=1)  # (b, b) [j, i], j < i
+        removed = _overlaps(kept_boxes, block, iou_threshold)  # (K, b)
         if labels is not None:  # boxes of different labels never suppress each other
             block_labels = sorted_labels[start : start + NMS_BLOCK]
             suppress &= block_labels[:, None] == block_labels[None, :]

@@ -240,6 +240,16 @@ def test_nms_across_blocks_matches_loop_oracle():
     assert batched_nms(boxes, scores, labels, 0.3).tolist() == batched_nms_oracle(boxes, scores, labels, 0.3)
 
 
+def test_nms_overlap_test_is_box_iou_bit_for_bit():
+    from facedet.boxes import _overlaps
+
+    g = torch.Generator().manual_seed(8)
+    a, b = random_boxes(300, g), random_boxes(200, g)
+    a[:5] = a[:5, [2, 3, 0, 1]]  # a few inverted (zero-area) boxes too
+    for threshold in (0.0, 0.3, 0.5):
+        assert torch.equal(_overlaps(a, b, threshold), box_iou(a, b) > threshold)
+
+
 def test_nms_properties():
     g = torch.Generator().manual_seed(4)
     boxes, scores = random_boxes(60, g), torch.rand(60, generator=g)
