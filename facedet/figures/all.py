@@ -195,6 +195,8 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
     from facedet.models.sliding_window import detector_from_classifier
 
     dev = select_device(device)
+    photo_dpi = round(0.7 * dpi)  # figures full of photo pixels: keeps each PNG under ~300 KB
+    pair_dpi = round(0.6 * dpi)   # the same for two photo panels side by side
     written: list[str] = []
     skipped: list[str] = []
     present = {name for name in RUNS if (runs / name / "best.pt").is_file()}
@@ -217,7 +219,8 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
         records, _ = load_records(DataConfig(root=root, classes="face"), split)
         nonfaces = list_images(os.path.expandvars(cfg.data.nonfaces)) if cfg.data.nonfaces and not data else []
         lines = classifier.draw_classifier_figures(detector, records[:200], nonfaces, out, compare=compare,
-                                                   source=f"{root or 'synthetic'} ({split})")
+                                                   source=f"{root or 'synthetic'} ({split})",
+                                                   feature_map_dpi=round(0.7 * dpi))  # 27 image panels
         m = cfg.model
         scanner = detector_from_classifier(detector, window_sizes=m.window_sizes, stride_fraction=m.window_stride,
                                            image_side=m.window_image_side)
@@ -225,7 +228,7 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
             before, after = detections.nms_before_after(scanner, photo, m.image_size, dev, min_score=0.5, nms_iou=0.3)
             windows = scanner.model.num_windows(photo.height, photo.width)
             path = detections.plot_before_after(
-                photo, before, after, out / f"sliding_window_{photo_name}.png", true_boxes_xyxy=boxes, dpi=dpi,
+                photo, before, after, out / f"sliding_window_{photo_name}.png", true_boxes_xyxy=boxes, dpi=pair_dpi,
                 title=f"sliding window: {windows} windows of sizes {scanner.model.sizes} px scanned",
                 caption="Left: every window the classifier scores >= 0.5. Right: after NMS across sizes "
                         "(IoU 0.3) and dropping windows nested in a better one.")
@@ -247,12 +250,14 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
             probs = {name: grid.grid_probabilities(d, photo, size, dev) for name, (d, _, size) in loaded.items()}
             for name, p in probs.items():
                 lines.append(str(grid.plot_probability_grid(photo, p, out / f"{name}_{photo_name}.png", 0.5, boxes,
-                                                            title=f"{name}: {p.shape[-1]} x {p.shape[-1]} grid", dpi=dpi)))
+                                                            title=f"{name}: {p.shape[-1]} x {p.shape[-1]} grid",
+                                                            dpi=photo_dpi)))
             if "grid7" in probs and "grid14" in probs:
                 lines.append(str(grid.plot_combined(photo, probs["grid7"], probs["grid14"],
-                                                    out / f"combined_{photo_name}.png", 0.5, boxes, dpi=dpi)))
+                                                    out / f"combined_{photo_name}.png", 0.5, boxes, dpi=pair_dpi)))
             if boxes is not None:
-                lines.append(str(grid.plot_truth_matrix(photo, boxes, 7, out / f"truth_matrix_{photo_name}.png", dpi=dpi)))
+                lines.append(str(grid.plot_truth_matrix(photo, boxes, 7, out / f"truth_matrix_{photo_name}.png",
+                                                        dpi=photo_dpi)))
         return lines
 
     def nms_figures(name: str) -> Callable[[], list[str]]:
@@ -264,7 +269,7 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
                 before, after = detections.nms_before_after(detector, photo, cfg.model.image_size, dev,
                                                             min_score=0.3, nms_iou=0.45)
                 lines.append(str(detections.plot_before_after(
-                    photo, before, after, out / f"{name}_nms_{photo_name}.png", true_boxes_xyxy=boxes, dpi=dpi,
+                    photo, before, after, out / f"{name}_nms_{photo_name}.png", true_boxes_xyxy=boxes, dpi=pair_dpi,
                     title=f"{name}: every proposal scoring >= 0.3, then NMS at IoU 0.45")))
             return lines
         return draw

@@ -110,6 +110,7 @@ def plot_feature_maps(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     title: str | None = None,
+    dpi: int = 110,
 ) -> float:
     """Show the input crop and, per convolution layer, its `channels` most active maps.
 
@@ -130,7 +131,8 @@ def plot_feature_maps(
         axes[row, 0].set_title("input" if row == 0 else "", fontsize=8)
         axes[row, 0].set_ylabel(f"{name}\n{tuple(activations.shape)}", fontsize=8)
         for col, channel in enumerate(strongest.tolist(), start=1):
-            axes[row, col].imshow(activations[channel].numpy(), cmap="viridis")
+            # "nearest": one flat block per activation, as the map really is (and a smaller PNG)
+            axes[row, col].imshow(activations[channel].numpy(), cmap="viridis", interpolation="nearest")
             axes[row, col].set_title(f"#{channel}", fontsize=7)
         for ax in axes[row]:
             ax.set_xticks([])
@@ -139,7 +141,7 @@ def plot_feature_maps(
             ax.axis("off")
     fig.suptitle(title or f"feature maps, face probability {prob:.3f}")
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=110)
+    fig.savefig(out_path, dpi=dpi)
     return prob
 
 
@@ -233,6 +235,7 @@ def draw_classifier_figures(
     framing: bool = True,
     seed: int = 0,
     source: str = "the data",
+    feature_map_dpi: int = 110,
 ) -> list[str]:
     """Every classifier figure from one classifier Detector and a detection data set.
 
@@ -265,7 +268,8 @@ def draw_classifier_figures(
     for kind, pool in (("face", faces), ("nonface", negatives)):
         for i, index in enumerate(pool[:feature_maps].tolist()):
             path = out / f"{kind}_{i}_featuremaps.png"
-            prob = plot_feature_maps(model, crops[index][0], path, mean=detector.mean, std=detector.std)
+            prob = plot_feature_maps(model, crops[index][0], path, mean=detector.mean, std=detector.std,
+                                     dpi=feature_map_dpi)
             written.append(f"{path}  p(face)={prob:.3f}")
 
     if framing:
