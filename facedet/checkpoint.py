@@ -12,31 +12,48 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Sequence
 
 import torch
 
 from facedet.config import Config, apply_override, from_dict, validate
-from facedet.errors import CheckpointError, ConfigError
+from facedet.errors import CheckpointError, ConfigError, FacedetError
 
 
-def atomic_save(state: dict[str, Any], path: str | Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a file."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through `write(file)` into a temporary file beside it, then rename it
+    over `path`: a crash, a kill or a full disk leaves the previous file (or none), never
+    half a file. A failed write is one error line naming the file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(state, tmp)
+        with os.fdopen(fd, "wb") as file:
+            write(file)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; a checkpoint is not a secret
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; outputs are not secrets
         os.replace(tmp, path)
+    except OSError as err:
+        raise FacedetError(f"{path}: cannot write ({err.strerror or err}); the previous file, if any, is kept") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_save(state: dict[str, Any], path: str | Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+
+    def write(file: BinaryIO) -> None:
+        try:
+            torch.save(state, file)
+        except RuntimeError as err:  # how torch's zip writer reports a failed write (disk full)
+            raise OSError(f"torch.save: {str(err).strip()[:120]}") from None
+
+    atomic_write(path, write)
 
 
 save_checkpoint = atomic_save

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from facedet.checkpoint import load_for_detection
+from facedet.checkpoint import atomic_write, load_for_detection
 from facedet.cli import run_cli, select_device
 from facedet.data.dataset import DetectionDataset
 from facedet.data.loaders import build_loader, inference_transforms, load_records
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     plot_pr_curves(result.pr_curves(), out / "pr_curve.png", title=f"{cfg.model.name} on {cfg.data.root or 'synthetic'}")
-    (out / "metrics.json").write_text(json.dumps(result.as_dict(), indent=1))
+    text = json.dumps(result.as_dict(), indent=1)
+    atomic_write(out / "metrics.json", lambda file: file.write(text.encode()))
     print(f"wrote {out / 'pr_curve.png'} and {out / 'metrics.json'}")
     return 0
 

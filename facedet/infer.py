@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from facedet.checkpoint import load_for_detection
+from facedet.checkpoint import atomic_write, load_for_detection
 from facedet.cli import run_cli, select_device
 from facedet.data.dataset import image_to_tensor
 from facedet.data.images import load_image
@@ -122,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             if name in written:  # same file name in two folders: keep both
                 name = f"{path.stem}_{len(written)}_det.jpg"
             written.add(name)
-            draw(image, det, class_names).save(save_dir / name, quality=92)
+            annotated = draw(image, det, class_names)
+            atomic_write(save_dir / name, lambda file: annotated.save(file, format="JPEG", quality=92))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        text = json.dumps(results, indent=1)
+        atomic_write(args.json, lambda file: file.write(text.encode()))  # never half a JSON
         print(f"wrote {args.json}")
     if save_dir and results:
         print(f"annotated images in {save_dir}/")
