@@ -87,3 +87,17 @@ def test_resume_with_persistent_workers_is_exact(tmp_path):
     resumed.fit()
     for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_targets_move_in_one_copy_per_key_and_keep_their_shapes():
+    from facedet.trainer import targets_to_device
+
+    targets = [{"boxes": torch.rand(n, 4), "labels": torch.arange(n), "orig_size": torch.tensor([48, 64]),
+                "label": torch.tensor(1.0), "path": f"{n}.jpg"} for n in (2, 0, 3)]
+    assert targets_to_device(targets, torch.device("cpu")) is targets  # nothing to move
+    moved = targets_to_device(targets, torch.device("meta"))  # a device without data: shapes only
+    for before, after in zip(targets, moved, strict=True):
+        assert after["path"] == before["path"]
+        for key in ("boxes", "labels", "orig_size", "label"):
+            assert after[key].device.type == "meta"
+            assert after[key].shape == before[key].shape and after[key].dtype == before[key].dtype
