@@ -71,10 +71,12 @@ def sanitize_boxes(
     limits = torch.tensor([width, height, width, height], dtype=torch.float64)  # (4,)
     # How far each box reaches past the left/top (negative coords) or right/bottom edges.
     overshoot = torch.cat([-boxes[:, :2], boxes[:, 2:] - limits[2:]], dim=1).amax(dim=1)  # (N,)
-    clipped = torch.minimum(boxes.clamp(min=0), limits)  # (N, 4)
+    # Area is judged on the float32 boxes that are kept: a 1e-66 px side is positive in
+    # float64 but rounds to zero in float32, and a zero side breaks log(h) in box encoders.
+    clipped = torch.minimum(boxes.clamp(min=0), limits).float()  # (N, 4)
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])  # (N,)
     return SanitizedBoxes(
-        boxes=clipped.float(),
+        boxes=clipped,
         keep=keep,
         n_dropped=int((~keep).sum()),
         n_far_outside=int((keep & (overshoot > tolerance)).sum()),

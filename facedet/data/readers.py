@@ -389,14 +389,14 @@ def _voc_objects(
         if not name:
             raise DataError(f"{xml_path}: object {index} has no <name>")
         if label_of is not None and name not in label_of:
-            raise DataError(f"{xml_path}: unknown class '{name}' (known: {', '.join(label_of)})")
+            raise DataError(f"{xml_path}: unknown class {name!r} (known: {', '.join(label_of)})")
         try:
             box = obj.find("bndbox")
             boxes.append([float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")])
             difficult.append(bool(int(float(obj.findtext("difficult") or 0))))
-        except (AttributeError, TypeError, ValueError):
+        except (AttributeError, TypeError, ValueError, OverflowError):  # Overflow: <difficult>inf</difficult>
             raise DataError(
-                f"{xml_path}: object {index} ('{name}') needs numeric <bndbox> xmin/ymin/xmax/ymax "
+                f"{xml_path}: object {index} ({name!r}) needs numeric <bndbox> xmin/ymin/xmax/ymax "
                 f"and an integer <difficult>"
             ) from None
         labels.append(0 if label_of is None else label_of[name])
@@ -475,7 +475,8 @@ def _face_list_blocks(path: Path, expected: str) -> list[tuple[str, list[tuple[i
         if i + 1 >= len(lines):
             raise DataError(f"{path}:{lines[i][0]}: image '{' '.join(name_tokens)}' has no face count line")
         count_line, count_tokens = lines[i + 1]
-        if len(count_tokens) != 1 or not count_tokens[0].isdigit():
+        # isdecimal, not isdigit: int() refuses digits such as "²" that isdigit accepts
+        if len(count_tokens) != 1 or not count_tokens[0].isdecimal():
             raise DataError(f"{path}:{count_line}: expected the number of faces, got '{' '.join(count_tokens)}'")
         count = int(count_tokens[0])
         rows = lines[i + 2 : i + 2 + count]
