@@ -12,6 +12,13 @@ functions read the tag the same way, before any pixel is decoded.
 
 Any file that cannot be opened (missing, not an image, truncated, corrupt) raises
 `DataError("<path>: not a readable image (<reason>)")`.
+
+Size limit: Pillow's decompression-bomb guard is left as it is. A header is believed
+before any pixel is read, so a 100-byte file claiming 50000 x 50000 pixels would ask
+for 7.5 GB; Pillow warns above `PIL.Image.MAX_IMAGE_PIXELS` (89.5 Mpx) and refuses
+twice that (179 Mpx), which becomes the DataError above ("... exceeds limit ...").
+A 64 Mpx photo (8000 x 8000) loads silently, in about a second. For larger scans,
+raise `PIL.Image.MAX_IMAGE_PIXELS` in your own script.
 """
 from __future__ import annotations
 
