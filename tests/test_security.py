@@ -74,7 +74,8 @@ def test_load_checkpoint_refuses_pickled_code(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["zipped", "bare"])
-def test_cli_entry_points_refuse_pickled_code(tmp_path, capsys, which):
+def test_cli_entry_points_refuse_pickled_code(tmp_path, monkeypatch, capsys, which):
+    monkeypatch.setenv("FACEDET_CACHE", str(tmp_path / "cache"))  # train builds its data before resuming
     marker, files = crafted_checkpoints(tmp_path)
     checkpoint = files[0] if which == "zipped" else files[1]
     image = tmp_path / "photo.jpg"
