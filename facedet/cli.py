@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import random
 import sys
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from facedet.data.labels import DataWarning
 from facedet.errors import ConfigError, FacedetError
 
 
@@ -30,8 +32,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A DataWarning (a skipped image, dropped boxes) is for the user: one line, no source line."""
+    if issubclass(category, DataWarning):
+        return f"warning: {message}\n"
+    return _default_format_warning(message, category, filename, lineno, line)
+
+
+_default_format_warning = warnings.formatwarning
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run `main`, turning a FacedetError into one line on stderr and exit status 2."""
+    warnings.formatwarning = _format_warning
     try:
         return main(argv) or 0
     except FacedetError as err:

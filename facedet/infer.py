@@ -102,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     device = select_device(args.device)
     detector, cfg, class_names = load_for_detection(checkpoint, device)
     images = collect_images(args.paths)
-    save_dir = None if args.no_save else Path(args.save_dir)
-    if save_dir:
-        save_dir.mkdir(parents=True, exist_ok=True)
+    save_dir = None if args.no_save else Path(args.save_dir)  # made by the first annotated image written
     results, failed, written = {}, 0, set()
     for path in images:
         try:

@@ -73,6 +73,8 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.run_dir.glob("*.pt*.tmp"):  # what a save killed half-way (SIGKILL) left
+                stale.unlink(missing_ok=True)
         if cfg.train.resume:
             self.resume(cfg.train.resume)
         self.train_model = self.model  # what the loop calls; self.model is what is saved and validated

@@ -1,6 +1,8 @@
 """End to end through the command-line entry points, on the embedded synthetic data."""
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,19 @@ def test_evaluate_refuses_an_override_that_changes_the_architecture(trained, cap
     code = run_cli(evaluate.main, ["--checkpoint", str(trained / "best.pt"), "model.width=16"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "do not fit" in err and "yolo_face_tiny" in err and "\n" not in err
+
+
+def test_data_warnings_are_one_line_and_infer_makes_no_empty_folder(tmp_path, trained):
+    root = _yolo_set(tmp_path / "set", "0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.0 0.2\n")  # the second box has no width
+    env = {**os.environ, "FACEDET_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "facedet.train", "--config", "quickstart.yaml", f"data.root={root}",
+           f"out_dir={tmp_path}", "train.epochs=1", *TINY]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    lines = [line for line in proc.stderr.splitlines() if "zero-area" in line]
+    assert lines and all(line.startswith("warning: ") for line in lines), proc.stderr[-1000:]
+    assert "warnings.warn" not in proc.stderr  # no source line under the message
+    (tmp_path / "bad.jpg").write_text("not an image")
+    code = run_cli(infer.main, [str(tmp_path / "bad.jpg"), "--checkpoint", str(trained / "best.pt"),
+                                "--save-dir", str(tmp_path / "ann")])
+    assert code == 1 and not (tmp_path / "ann").exists()

@@ -162,3 +162,18 @@ def test_best_checkpoint_survives_resume(tmp_path):
     resumed.fit()
     assert load_checkpoint(tmp_path / "best.pt")["metrics"]["score"] == 0.9  # 0.6 and 0.7 never replace it
     assert load_checkpoint(tmp_path / "last.pt")["metrics"]["score"] == 0.7
+
+
+def test_leftover_of_a_killed_save_is_removed_and_training_time_recorded(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    stale = tmp_path / "last.ptab12cd.tmp"  # what atomic_write leaves when SIGKILL lands mid-save
+    stale.write_bytes(b"half a checkpoint")
+    keep = tmp_path / "notes.tmp"  # not a checkpoint's temporary file: left alone
+    keep.write_text("mine")
+    trainer = make_trainer(tmp_path, ["train.epochs=2", "train.val_every=0"])
+    assert not stale.exists() and keep.exists()
+    trainer.fit()
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    times = [float(r["train_time_s"]) for r in rows]
+    assert 0 <= times[0] <= times[1]  # cumulative
+    assert load_checkpoint(tmp_path / "last.pt")["train_time_s"] >= times[1] - 0.1
