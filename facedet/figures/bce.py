@@ -90,5 +90,5 @@ def plot_bce_worked_example(
     fig.suptitle("binary cross-entropy, the seed's worked example")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return path

@@ -97,7 +97,7 @@ def plot_embedding_strip(
     band.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False, fontsize=8)
     fig.suptitle(title or f"{dim}-d embedding of {n} crops (threshold {threshold})", y=0.99)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=120)
+    fig.savefig(out_path, dpi=120, bbox_inches="tight")  # nothing cut at the edges
     return {name: int(m.sum()) for (name, _), m in zip(GROUPS, masks)}
 
 
@@ -141,7 +141,7 @@ def plot_feature_maps(
             ax.axis("off")
     fig.suptitle(title or f"feature maps, face probability {prob:.3f}")
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=dpi)
+    fig.savefig(out_path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return prob
 
 
@@ -190,7 +190,7 @@ def plot_framing(
         axes[row, 0].set_ylabel(name, fontsize=9)
     fig.suptitle("framing: square side / face box side, and the face probability")
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=110)
+    fig.savefig(out_path, dpi=110, bbox_inches="tight")  # nothing cut at the edges
     return probs
 
 

@@ -12,6 +12,7 @@ Boxes are "xyxy" in pixels of the photo drawn.
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,10 @@ def plot_before_after(
     if title:
         fig.suptitle(title)
     if caption:
-        fig.supxlabel(caption, fontsize=8)
+        fig.supxlabel(textwrap.fill(caption, width=int(fig.get_figwidth() * 16)), fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return path
 
 

@@ -76,7 +76,7 @@ def _save(fig: Figure, path: str | os.PathLike, caption: str, dpi: int) -> Path:
     fig.supxlabel(textwrap.fill(caption, width=int(fig.get_figwidth() * 15)), fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return path
 
 

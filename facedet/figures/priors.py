@@ -103,7 +103,7 @@ def _photo_axes(ax: Axes, pixels: np.ndarray, boxes_cxcywh: Tensor | None = None
 def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return path
 
 

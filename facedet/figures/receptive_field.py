@@ -219,7 +219,7 @@ def plot_receptive_field_table(
         fig.supxlabel(note, fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return path
 
 
@@ -248,7 +248,7 @@ def plot_receptive_field_growth(
     ax.set_title("receptive field growth: kernels add, strides multiply")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return path
 
 
@@ -299,5 +299,5 @@ def plot_receptive_field_on_image(
     ax.set_title(f"what the centre unit sees ({image_size} px input, {griddim} x {griddim} cells)", fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return path

@@ -84,5 +84,5 @@ def plot_text(text: str, path: str | os.PathLike, title: str = "", fontsize: flo
              va="top", ha="left")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return path
