@@ -39,11 +39,11 @@ for rung in "${rungs[@]}"; do
     classifier_tight) run classifier_tight classifier.yaml "${CROPS[@]}" data.framing=tight train.epochs=1 ;;
     classifier_large) run classifier_large classifier.yaml "${CROPS[@]}" data.framing=large train.epochs=1 ;;
     classifier32)     run classifier32 classifier.yaml "${CROPS[@]}" data.framing=both model.embedding_dim=32 train.epochs=1 ;;
-    yolo_face)        run yolo_face yolo_face.yaml "data.root=$FACES" train.epochs=2 ;;
+    yolo_face)        run yolo_face yolo_face.yaml "data.root=$FACES" train.epochs=4 train.val_every=2 ;;
     grid7)            run grid7 grid7.yaml "data.root=$FACES" train.epochs=2 ;;
     grid14)           run grid14 grid14.yaml "data.root=$FACES" train.epochs=2 ;;
     grid_cnn)         run grid_cnn grid_cnn.yaml "data.root=$FACES" train.epochs=1 ;;
-    ssd300_bccd)      run ssd300_bccd ssd300_bccd.yaml "data.root=$FACEDET_DATA/bccd" train.epochs=16 train.val_every=8 ;;
+    ssd300_bccd)      run ssd300_bccd ssd300_bccd.yaml "data.root=$FACEDET_DATA/bccd" train.epochs=24 train.val_every=8 ;;
     *) echo "unknown rung '$rung'" >&2; exit 2 ;;
   esac
 done
