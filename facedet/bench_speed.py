@@ -5,6 +5,7 @@
     python -m facedet.bench_speed --models ssd300 face_ssd --quick --json speed.json
     python -m facedet.bench_speed --sections loader --data $FACEDET_DATA/faces-mask --workers 0 2 4
     python -m facedet.bench_speed --sections latency               # one 640x480 photo per rung
+    python -m facedet.bench_speed --sections latency --models face_ssd --photo photo.jpg  # vs Haar
 
 Sections (--sections, default "models nms loader"):
   models   for each model at its input size, random weights and random boxes:
@@ -23,7 +24,12 @@ Sections (--sections, default "models nms loader"):
            SSD augmentation at 300 x 300) for each --workers count, on the embedded
            synthetic faces or on --data.
   latency  one 640 x 480 photo, batch 1: resize + forward + post-processing per rung,
-           including the sliding window over the classifier (about a minute on a CPU).
+           including the sliding window over the classifier (about a minute on a CPU);
+           random weights on a random photo, or on --photo resized to 640 x 480. Then the
+           shipped face detector (its trained weights, at min_score 0.01 and at
+           facedet.infer's 0.5) and, when opencv is installed,
+           OpenCV's Haar cascade on the same photo: with random pixels the cascade rejects
+           almost every window at once, so give --photo a real one to compare them.
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from facedet.boxes import nms
@@ -63,6 +70,7 @@ BENCH_MODELS: dict[str, dict] = {
     "face_ssd": dict(name="face_ssd", image_size=320, width=32),
 }
 EVAL_SETTINGS = dict(min_score=0.01, nms_iou=0.45, top_k=200)
+CLI_MIN_SCORE = 0.5  # facedet.infer's default: the operating point a user sees, like Haar's output
 SECTIONS = ("models", "nms", "loader", "latency")
 
 
@@ -293,6 +301,7 @@ def measure_loader(workers: int, args: argparse.Namespace) -> dict:
 def measure_latency(name: str, args: argparse.Namespace) -> dict:
     """Milliseconds for one 640 x 480 photo: resize + normalise + forward + post-processing."""
     from facedet.data.loaders import inference_transforms
+    from facedet.data.dataset import image_to_tensor
     from facedet.models.sliding_window import detector_from_classifier
 
     torch.set_num_threads(args.threads)
@@ -303,7 +312,7 @@ def measure_latency(name: str, args: argparse.Namespace) -> dict:
         detector = detector_from_classifier(detector)
     detector.model.eval()
     transform = inference_transforms(detector, cfg.image_size)
-    photo = torch.rand(3, 480, 640)
+    photo = image_to_tensor(latency_photo(args.photo))
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
              "difficult": torch.zeros(0, dtype=torch.bool)}
 
@@ -314,6 +323,43 @@ def measure_latency(name: str, args: argparse.Namespace) -> dict:
     sliding = cfg.name == "classifier"
     return {"model": "classifier (sliding window)" if sliding else name, "parameters": sum(p.numel() for p in detector.model.parameters()),
             "ms": 1000 * timed(one_photo, torch.device("cpu"), 0 if sliding else 1, 1 if sliding else args.repeats)}
+
+
+def latency_photo(path: str) -> Image.Image:
+    """A 640 x 480 RGB photo: `path` resized, or uniform noise without one."""
+    if not path:
+        noise = torch.randint(0, 256, (480, 640, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        return Image.fromarray(noise.numpy())
+    from facedet.data.images import load_image
+    return load_image(path).resize((640, 480))
+
+
+@torch.no_grad()
+def measure_shipped_and_haar(args: argparse.Namespace) -> list[dict]:
+    """The shipped face detector and OpenCV's Haar cascade on the same 640 x 480 photo (ms)."""
+    from facedet.checkpoint import load_detector
+    from facedet.infer import DEFAULT_CHECKPOINT, detect
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    detector, cfg, _ = load_detector(DEFAULT_CHECKPOINT, device)
+    detector.model.eval()
+    image = latency_photo(args.photo)
+    params = sum(p.numel() for p in detector.model.parameters())
+    rows = [{"model": f"face_ssd (shipped weights), min_score {min_score}", "parameters": params,
+             "ms": 1000 * timed(lambda: detect(detector, image, cfg.model.image_size, device, **settings),
+                                device, 1, args.repeats)}
+            for min_score in (EVAL_SETTINGS["min_score"], CLI_MIN_SCORE)
+            for settings in [dict(EVAL_SETTINGS, min_score=min_score)]]
+    try:
+        from facedet.haar import HaarCascade
+        cascade = HaarCascade()
+    except ConfigError as err:
+        print(f"note: no Haar row: {err}")
+        return rows
+    rows.append({"model": "Haar cascade (OpenCV, full resolution)",
+                 "ms": 1000 * timed(lambda: cascade.detect(image), device, 1, args.repeats)})
+    return rows
 
 
 # --------------------------------------------------------------------------- report
@@ -358,6 +404,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts (default 0 1 2)")
     parser.add_argument("--data", default="", help="dataset folder for the loader section (default: embedded synthetic)")
+    parser.add_argument("--photo", default="", help="photo for the latency section, resized to 640 x 480 (default: noise)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 steps, 2 repeats, small data")
     parser.add_argument("--json", help="also write every number to this JSON file")
     args = parser.parse_args(argv)
@@ -406,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if "latency" in args.sections:
         report["latency"] = rows = [run_isolated(measure_latency, name, args) for name in args.models]
-        print("One 640 x 480 photo, batch 1: resize + forward + post-processing (CPU)\n")
+        rows += run_isolated(measure_shipped_and_haar, args)
+        photo = f"{args.photo} resized" if args.photo else "a random"
+        print(f"{photo} 640 x 480 photo, batch 1: resize + forward + post-processing (CPU)\n")
         print(table(rows, [("model", "model", "s"), ("parameters", "parameters", ",d"), ("ms", "ms / photo", ",.0f")]))
         print()
     if args.json:

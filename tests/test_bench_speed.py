@@ -26,7 +26,19 @@ def test_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
             assert row["same_kept_set"] is True
     (loader,) = report["loader"]
     assert loader["workers"] == 0 and loader["images"] > 0 and loader["img_s"] > 0
-    assert report["latency"][0]["ms"] > 0
+    latency = {row["model"]: row for row in report["latency"]}
+    assert latency["yolo_face_tiny"]["ms"] > 0
+    assert latency["face_ssd (shipped weights), min_score 0.5"]["parameters"] == 377_772  # the shipped checkpoint, not random
+    haar = "Haar cascade (OpenCV, full resolution)"
+    assert haar not in latency or latency[haar]["ms"] > 0  # only when opencv imports
+
+
+def test_latency_photo_is_640_by_480(tmp_path):
+    from PIL import Image
+    Image.new("L", (100, 50), 128).save(tmp_path / "gray.png")
+    photo = bench_speed.latency_photo(str(tmp_path / "gray.png"))
+    assert photo.size == (640, 480) and photo.mode == "RGB"
+    assert bench_speed.latency_photo("").size == (640, 480)
 
 
 def test_bad_arguments_are_one_line(capsys):
