@@ -138,3 +138,18 @@ def test_top_k_sorted_and_sigmoid_mode(priors):
     assert torch.all(out["scores"][:-1] >= out["scores"][1:])
     # sigmoid of the class columns, background column ignored
     assert out["scores"][0] == outputs[1][0, :, 1:].sigmoid().max()
+
+
+def test_greedy_nms_mask_in_chunks_keeps_the_same_boxes(monkeypatch):
+    # An untrained model sends thousands of candidates per group; the IoU matrix is then built
+    # a few groups at a time. Chunking must not change what is kept.
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(6, 50, 2, generator=g)
+    boxes = torch.cat([xy, xy + 0.05 + 0.3 * torch.rand(6, 50, 2, generator=g)], dim=2)
+    valid = torch.rand(6, 50, generator=g) > 0.2
+    whole = greedy_nms_mask(boxes, valid, 0.45)
+    monkeypatch.setattr(ssd, "MAX_IOU_ENTRIES", 2 * 50 * 50)  # two groups per chunk
+    assert torch.equal(greedy_nms_mask(boxes, valid, 0.45), whole)
+    monkeypatch.setattr(ssd, "MAX_IOU_ENTRIES", 1)  # one group per chunk
+    assert torch.equal(greedy_nms_mask(boxes, valid, 0.45), whole)
+    assert 0 < int(whole.sum()) < int(valid.sum())  # the case is not trivial: NMS removed some

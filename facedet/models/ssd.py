@@ -395,6 +395,12 @@ def box_iou_batched(a: Tensor, b: Tensor) -> Tensor:
     return inter / union.clamp_(min=torch.finfo(union.dtype).tiny)
 
 
+# Entries of the (groups, K, K) IoU matrix built at once: 2^26 floats = 256 MB. An untrained
+# model scores every prior alike, so K can reach all 8732 priors (305 MB per group); without
+# this bound a validation batch of 16 images x 3 classes asked for 14 GB.
+MAX_IOU_ENTRIES = 1 << 26
+
+
 def greedy_nms_mask(boxes: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS in many groups at once, without a loop over boxes.
 
@@ -405,8 +411,14 @@ def greedy_nms_mask(boxes: Tensor, valid: Tensor, iou_threshold: float) -> Tenso
     Start from "keep everything" and re-apply that rule to all boxes at once until nothing
     changes: after t rounds the first t boxes of each group are final, and the rule has a
     single fixed point, the greedy answer. Usually a handful of rounds, at most K.
+    Groups are taken in chunks of at most MAX_IOU_ENTRIES IoU entries (one chunk at the
+    evaluation settings; several only when K is in the thousands).
     """
-    k = boxes.shape[1]
+    g, k = boxes.shape[:2]
+    per_chunk = max(1, MAX_IOU_ENTRIES // max(1, k * k))
+    if g > per_chunk:
+        return torch.cat([greedy_nms_mask(boxes[i:i + per_chunk], valid[i:i + per_chunk], iou_threshold)
+                          for i in range(0, g, per_chunk)])
     earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # j < i
     overlaps = box_iou_batched(boxes, boxes) > iou_threshold  # (G, K, K)
     suppresses = (overlaps & earlier & valid.unsqueeze(2)).float()  # [g, j, i]: j removes i
