@@ -220,7 +220,8 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
         nonfaces = list_images(os.path.expandvars(cfg.data.nonfaces)) if cfg.data.nonfaces and not data else []
         lines = classifier.draw_classifier_figures(detector, records[:200], nonfaces, out, compare=compare,
                                                    source=f"{root or 'synthetic'} ({split})",
-                                                   feature_map_dpi=round(0.7 * dpi))  # 27 image panels
+                                                   feature_map_dpi=round(0.7 * dpi),  # 27 image panels
+                                                   name=cfg.data.framing)
         m = cfg.model
         scanner = detector_from_classifier(detector, window_sizes=m.window_sizes, stride_fraction=m.window_stride,
                                            image_side=m.window_image_side)

@@ -236,13 +236,15 @@ def draw_classifier_figures(
     seed: int = 0,
     source: str = "the data",
     feature_map_dpi: int = 110,
+    name: str = "checkpoint",
 ) -> list[str]:
     """Every classifier figure from one classifier Detector and a detection data set.
 
     records: facedet.data.readers records (their boxes are the faces); nonfaces: face-free
     photos for extra negatives. Writes embeddings_<D>.png, face_<i>_featuremaps.png and
     nonface_<i>_featuremaps.png (feature_maps of each) and, with framing, framing.png scored
-    by the checkpoint and every model of `compare`. Returns one line per file written.
+    by the checkpoint (its row labelled `name`, e.g. its training framing) and every model of
+    `compare`. Returns one line per file written.
     """
     from facedet.data.crops import FaceCropDataset, load_image_tensor
     from facedet.errors import DataError
@@ -278,7 +280,7 @@ def draw_classifier_figures(
         photo = load_image_tensor(crops.paths[int(crops.sources[face_index])])
         tight = crops.boxes[face_index]  # the tight square equals the face box's centre and longer side
         path = out / "framing.png"
-        plot_framing({"checkpoint": model, **(compare or {})}, photo, tight.tolist(), path,
+        plot_framing({name: model, **(compare or {})}, photo, tight.tolist(), path,
                      size=model.image_size, mean=detector.mean, std=detector.std)
         written.append(str(path))
     return written
@@ -293,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     device = select_device(args.device)
-    detector, _, _ = load_detector(args.checkpoint, device)
+    detector, cfg, _ = load_detector(args.checkpoint, device)
     if detector.task != "classification":
         raise CheckpointError(f"{args.checkpoint}: a '{detector.task}' model, expected a classifier checkpoint")
     others: dict[str, nn.Module] = {}
@@ -307,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     records = records[: args.max_images]
     nonfaces = list_images(args.nonfaces) if args.nonfaces else []
     written = draw_classifier_figures(detector, records, nonfaces, args.out, args.num_crops, args.feature_maps,
-                                      others, seed=args.seed, source=f"{args.data} ({args.split})")
+                                      others, seed=args.seed, source=f"{args.data} ({args.split})",
+                                      name=cfg.data.framing)
     print("\n".join(written))
     return 0
 
