@@ -346,11 +346,12 @@ def measure_shipped_and_haar(args: argparse.Namespace) -> list[dict]:
     detector.model.eval()
     image = latency_photo(args.photo)
     params = sum(p.numel() for p in detector.model.parameters())
-    rows = [{"model": f"face_ssd (shipped weights), min_score {min_score}", "parameters": params,
-             "ms": 1000 * timed(lambda: detect(detector, image, cfg.model.image_size, device, **settings),
-                                device, 1, args.repeats)}
-            for min_score in (EVAL_SETTINGS["min_score"], CLI_MIN_SCORE)
-            for settings in [dict(EVAL_SETTINGS, min_score=min_score)]]
+    rows = []
+    for min_score in (EVAL_SETTINGS["min_score"], CLI_MIN_SCORE):
+        settings = dict(EVAL_SETTINGS, min_score=min_score)
+        ms = 1000 * timed(lambda: detect(detector, image, cfg.model.image_size, device, **settings), device, 1,
+                          args.repeats)
+        rows.append({"model": f"face_ssd (shipped weights), min_score {min_score}", "parameters": params, "ms": ms})
     try:
         from facedet.haar import HaarCascade
         cascade = HaarCascade()

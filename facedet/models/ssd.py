@@ -395,9 +395,10 @@ def box_iou_batched(a: Tensor, b: Tensor) -> Tensor:
     return inter / union.clamp_(min=torch.finfo(union.dtype).tiny)
 
 
-# Entries of the (groups, K, K) IoU matrix built at once: 2^26 floats = 256 MB. An untrained
-# model scores every prior alike, so K can reach all 8732 priors (305 MB per group); without
-# this bound a validation batch of 16 images x 3 classes asked for 14 GB.
+# Entries of the (groups, K, K) IoU matrix built at once: 2^26 floats = 256 MB. A barely
+# trained model scores every prior above min_score 0.01, so K can reach all 8732 priors
+# (305 MB per group); without this bound a validation batch of 16 images x 3 classes asked
+# for 14 GB.
 MAX_IOU_ENTRIES = 1 << 26
 
 
