@@ -36,10 +36,10 @@ for rung in "${rungs[@]}"; do
     # the benchmark's classifier is best.pt after epoch 1 of this 3-epoch run (val AUC 0.997 on
     # crops); the run was stopped there to leave the CPU to the detectors
     classifier)       run classifier classifier.yaml "${CROPS[@]}" data.framing=both train.epochs=3 ;;
-    # the framing figure's two other classifiers: 150 iterations of batch 64 each (about 10 minutes)
+    # the framing figure's two other classifiers and the 32-d one: 150 iterations of batch 64 each
     classifier_tight) run classifier_tight classifier.yaml "${CROPS[@]}" data.framing=tight train.max_iters=150 ;;
     classifier_large) run classifier_large classifier.yaml "${CROPS[@]}" data.framing=large train.max_iters=150 ;;
-    classifier32)     run classifier32 classifier.yaml "${CROPS[@]}" data.framing=both model.embedding_dim=32 train.epochs=1 ;;
+    classifier32)     run classifier32 classifier.yaml "${CROPS[@]}" data.framing=both model.embedding_dim=32 train.max_iters=150 ;;
     yolo_face)        run yolo_face yolo_face.yaml "data.root=$FACES" train.epochs=4 train.val_every=2 ;;
     grid7)            run grid7 grid7.yaml "data.root=$FACES" train.epochs=2 ;;
     grid14)           run grid14 grid14.yaml "data.root=$FACES" train.epochs=2 ;;
