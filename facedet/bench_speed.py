@@ -70,7 +70,6 @@ BENCH_MODELS: dict[str, dict] = {
     "face_ssd": dict(name="face_ssd", image_size=320, width=32),
 }
 EVAL_SETTINGS = dict(min_score=0.01, nms_iou=0.45, top_k=200)
-CLI_MIN_SCORE = 0.5  # facedet.infer's default: the operating point a user sees, like Haar's output
 SECTIONS = ("models", "nms", "loader", "latency")
 
 
@@ -338,7 +337,7 @@ def latency_photo(path: str) -> Image.Image:
 def measure_shipped_and_haar(args: argparse.Namespace) -> list[dict]:
     """The shipped face detector and OpenCV's Haar cascade on the same 640 x 480 photo (ms)."""
     from facedet.checkpoint import load_detector
-    from facedet.infer import DEFAULT_CHECKPOINT, detect
+    from facedet.infer import DEFAULT_CHECKPOINT, DEFAULT_MIN_SCORE, detect
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -347,7 +346,7 @@ def measure_shipped_and_haar(args: argparse.Namespace) -> list[dict]:
     image = latency_photo(args.photo)
     params = sum(p.numel() for p in detector.model.parameters())
     rows = []
-    for min_score in (EVAL_SETTINGS["min_score"], CLI_MIN_SCORE):
+    for min_score in (EVAL_SETTINGS["min_score"], DEFAULT_MIN_SCORE):  # evaluation's, and the CLI's
         settings = dict(EVAL_SETTINGS, min_score=min_score)
         ms = 1000 * timed(lambda: detect(detector, image, cfg.model.image_size, device, **settings), device, 1,
                           args.repeats)

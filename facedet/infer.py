@@ -27,6 +27,7 @@ from facedet.models.detector import Detector
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # The face detector shipped with the package, used when no --checkpoint is given.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "face_default.pt"
+DEFAULT_MIN_SCORE = 0.5  # what a user sees: confident detections only
 
 
 def collect_images(paths: list[str]) -> list[Path]:
@@ -85,7 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT", help="write {image path: [[x1, y1, x2, y2, score, label], ...]}")
     parser.add_argument("--save-dir", metavar="DIR", default="detections", help="annotated images go here (default: detections/)")
     parser.add_argument("--no-save", action="store_true", help="do not write annotated images")
-    parser.add_argument("--min-score", type=float, default=0.5, help="keep detections scoring at least this (default 0.5)")
+    parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
+                        help=f"keep detections scoring at least this (default {DEFAULT_MIN_SCORE})")
     parser.add_argument("--nms", type=float, default=0.45, help="IoU above which NMS suppresses a box (default 0.45)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     return parser.parse_args(argv)
