@@ -50,6 +50,9 @@ class ModelConfig:
     loss: str = "ce"  # "ce" (softmax with background) or "focal" (sigmoid, no background column)
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    # face_ssd
+    fpn: bool = True  # top-down path from the stride-32 map into the stride-16 and stride-8 maps
+    match_iou: float = 0.35  # a prior is positive when its IoU with a face is at least this
 
 
 @dataclass
@@ -59,7 +62,7 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     classes: str = ""  # "" = the data's own names; "face" = every class is a face; or "RBC,WBC,Platelets"
-    augment: str = "flip"  # none | flip | ssd (SPEC section 5)
+    augment: str = "flip"  # none | flip | ssd (SPEC section 5) | face (square crops for small faces)
     skip_bad_images: bool = False  # skip unreadable images (counted) instead of stopping
     num_workers: int = 2
     persistent_workers: bool = True  # training loader keeps its workers between epochs (resume stays exact)
@@ -163,7 +166,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 # Settings that take one of a few words; model.name is checked against MODELS when built.
 CHOICES = {
     "data.format": ("auto", "yolo", "voc", "coco", "wider", "fddb"),
-    "data.augment": ("none", "flip", "ssd"),
+    "data.augment": ("none", "flip", "ssd", "face"),
     "data.framing": ("tight", "large", "both"),
     "train.optimizer": ("sgd", "adam", "adamw"),
     "train.schedule": ("constant", "step", "multistep", "cosine"),

@@ -319,6 +319,73 @@ class RandomMinIoUCrop:
         )
 
 
+class RandomSquareCrop:
+    """A random square crop whose side is `min_scale`..`max_scale` of the image's short side.
+
+    The face detectors' crop (RetinaFace, S3FD): resized to the network's square input, a
+    crop of 0.3 of the short side enlarges faces 3x, a crop of the whole short side keeps
+    them small, so every face size meets every prior size; being square, nothing is
+    stretched. Boxes whose centres fall inside the crop are kept, clipped to it. Up to
+    `max_trials` positions are drawn until one keeps a box; after that the image is kept
+    whole. An image without boxes takes the first crop.
+    """
+
+    def __init__(self, min_scale: float = 0.3, max_scale: float = 1.0, max_trials: int = 50,
+                 generator: torch.Generator | None = None):
+        self.min_scale, self.max_scale = min_scale, max_scale
+        self.max_trials = max_trials
+        self.generator = generator
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        h, w = image.shape[-2:]
+        g = self.generator
+        boxes = target["boxes"]
+        span = self.max_scale - self.min_scale
+        side = ((self.min_scale + span * torch.rand(self.max_trials, generator=g)) * min(h, w)).long().clamp(min=1)
+        left = (torch.rand(self.max_trials, generator=g) * (w - side + 1)).long()
+        top = (torch.rand(self.max_trials, generator=g) * (h - side + 1)).long()
+        crops = torch.stack([left, top, left + side, top + side], dim=1).float()  # (T, 4)
+        if len(boxes):
+            centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # (N, 2)
+            inside = ((centres[None, :, 0] > crops[:, None, 0]) & (centres[None, :, 1] > crops[:, None, 1])
+                      & (centres[None, :, 0] < crops[:, None, 2]) & (centres[None, :, 1] < crops[:, None, 3]))
+            ok = inside.any(dim=1)  # (T,)
+            if not ok.any():
+                return image, target
+            trial = int(ok.nonzero()[0])
+        else:
+            trial = 0
+        x1, y1, x2, y2 = (int(v) for v in crops[trial])
+        image = image[:, y1:y2, x1:x2]
+        if not len(boxes):
+            return image, target
+        target = _keep(target, inside[trial])
+        shift = torch.tensor([x1, y1, x1, y1], dtype=torch.float32)
+        return image, {**target, "boxes": clip_boxes(target["boxes"] - shift, x2 - x1, y2 - y1)}
+
+    def __repr__(self) -> str:
+        return f"RandomSquareCrop(scale=({self.min_scale}, {self.max_scale}), max_trials={self.max_trials})"
+
+
+class DropSmallBoxes:
+    """Drop boxes whose shorter side is under `min_side` pixels of the current image.
+
+    After a crop is resized to the network input, a face of 2-4 px is no longer a face the
+    network can learn: left in, it is force-matched to a prior many times its size.
+    """
+
+    def __init__(self, min_side: float):
+        self.min_side = min_side
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        boxes = target["boxes"]
+        sides = torch.min(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        return image, _keep(target, sides >= self.min_side)
+
+    def __repr__(self) -> str:
+        return f"DropSmallBoxes(min_side={self.min_side})"
+
+
 # --------------------------------------------------------------------------- colour
 
 # ITU-R 601 luma weights, as in PIL's convert("L") and torchvision
@@ -384,6 +451,26 @@ def adjust_hue(image: Tensor, delta: float) -> Tensor:
     hsv = rgb_to_hsv(image)
     hsv[0] = (hsv[0] + delta) % 1.0
     return hsv_to_rgb(hsv).clamp(0, 1)
+
+
+class RandomGrayscale:
+    """With probability p, replace the image by its luma in all three channels.
+
+    Old scans and surveillance frames are grayscale; a detector that only ever saw colour
+    leans on skin tone, which such photos do not have.
+    """
+
+    def __init__(self, p: float = 0.1, generator: torch.Generator | None = None):
+        self.p = p
+        self.generator = generator
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        if not _coin(self.p, self.generator):
+            return image, target
+        return grayscale(image).expand(3, -1, -1).contiguous(), target
+
+    def __repr__(self) -> str:
+        return f"RandomGrayscale(p={self.p})"
 
 
 class PhotometricDistort:
@@ -457,7 +544,10 @@ class Normalize:
 
 # --------------------------------------------------------------------------- recipes
 
-AUGMENTATIONS = ("none", "flip", "ssd")
+AUGMENTATIONS = ("none", "flip", "ssd", "face")
+# Faces smaller than this at the network input are dropped by the "face" recipe: 5 px is half
+# the smallest face prior (10 px), whose IoU with any prior is then below 0.25.
+MIN_FACE_SIDE = 5.0
 
 
 def train_transforms(
@@ -469,8 +559,10 @@ def train_transforms(
 ) -> Compose:
     """The training pipeline: pixel-space augmentation, resize to `size`, fractional boxes, normalise.
 
-    augment: "none" (resize only), "flip" (+ horizontal flip), or "ssd" (SPEC §5:
-    photometric → zoom-out filled with `mean` → min-IoU crop → flip).
+    augment: "none" (resize only), "flip" (+ horizontal flip), "ssd" (SPEC §5:
+    photometric → zoom-out filled with `mean` → min-IoU crop → flip), or "face" (the face
+    detectors' recipe: photometric → grayscale 1 in 10 → zoom-out → square crop of 0.3-1 of
+    the short side → flip → resize → drop faces under 5 px). "face" needs a square `size`.
     """
     if augment not in AUGMENTATIONS:
         raise ConfigError(f"augment={augment!r} is not known; expected one of {', '.join(AUGMENTATIONS)}")
@@ -481,9 +573,20 @@ def train_transforms(
             RandomZoomOut(p=0.5, max_scale=4.0, fill=mean, generator=generator),
             RandomMinIoUCrop(generator=generator),
         ]
-    if augment in ("flip", "ssd"):
+    if augment == "face":
+        steps += [
+            PhotometricDistort(generator=generator),
+            RandomGrayscale(0.1, generator=generator),
+            # up to 6x: a web photo's 60 px face, zoomed out then cropped, becomes 10-20 px
+            RandomZoomOut(p=0.6, max_scale=6.0, fill=mean, generator=generator),
+            RandomSquareCrop(0.3, 1.0, generator=generator),
+        ]
+    if augment in ("flip", "ssd", "face"):
         steps.append(RandomHorizontalFlip(0.5, generator=generator))
-    steps += [Resize(size), ToFractional(), Normalize(mean, std)]
+    steps.append(Resize(size))
+    if augment == "face":
+        steps.append(DropSmallBoxes(MIN_FACE_SIDE))
+    steps += [ToFractional(), Normalize(mean, std)]
     return Compose(steps)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facedet.errors import ConfigError
@@ -35,19 +36,22 @@ from facedet.models.ssd import MultiBoxLoss, SSDPostprocess
 
 # --------------------------------------------------------------------------- 1. priors
 
-# (stride of the feature map, prior sides in pixels of a 320 x 320 input).
-# A prior matches a face when their IoU is >= 0.5; two concentric squares of sides a < b have
-# IoU (a/b)^2, so a prior covers faces from its side / sqrt(2) to its side * sqrt(2). Sides a
-# factor 1.5 apart (16, 24, 32, 48, ...) leave no face size between 11 and 360 px uncovered.
-# Each map takes the faces 2 to 4 times its stride: a face much smaller than the stride falls
-# between cells, and a face much larger than the receptive field cannot be seen whole.
-#   stride 8  (40 x 40 at 320):  16, 24 px  - the small faces of crowd scenes
-#   stride 16 (20 x 20):         32, 48 px
-#   stride 32 (10 x 10):         64, 96 px
-#   stride 64 ( 5 x  5):         128, 192, 256 px - portraits; 256 covers faces up to the
-#                                whole 320 input (IoU with a 320 box is 0.64)
+# (stride of the feature map, prior sides in pixels of the network input). The sides are
+# pixels whatever the input size: a 40 px face is a 40 px face on a 320 x 320 training crop
+# and on a 1280 x 960 photo, so one trained network serves every photo size; only the number
+# of cells of each map follows the input (see `make_face_priors`).
+# A prior matches a face when their IoU is >= 0.35 (S3FD's threshold for small faces); two
+# concentric squares of sides a < b have IoU (a/b)^2, so a prior covers faces from its
+# side x 0.6 to its side / 0.6. Sides about 1.5 apart leave no face between 6 px and 430 px
+# uncovered. Each map takes the faces 1 to 4 times its stride; a 10 px face on the stride-8
+# map can be 4 px off a cell centre, which still leaves IoU >= 0.35 with the 10 or 16 px prior
+# for most positions, and every face also takes its best prior whatever the overlap.
+#   stride 8:   10, 16, 24 px - the small faces of crowds and group photos
+#   stride 16:  32, 48 px
+#   stride 32:  64, 96 px
+#   stride 64:  128, 192, 256 px - portraits
 FACE_PRIOR_MAPS: tuple[tuple[int, tuple[int, ...]], ...] = (
-    (8, (16, 24)),
+    (8, (10, 16, 24)),
     (16, (32, 48)),
     (32, (64, 96)),
     (64, (128, 192, 256)),
@@ -55,41 +59,44 @@ FACE_PRIOR_MAPS: tuple[tuple[int, tuple[int, ...]], ...] = (
 # Aspect ratios h / w of the priors of each size: a square and a taller box of the same area.
 # Face boxes are a little taller than wide (faces-mask: median h/w about 1.2; the
 # brow-to-chin boxes of faces-caltech are close to square), hence 1.25.
-FACE_ASPECTS: tuple[float, ...] = (1.0, 1.25)
-# The size the pixel sides above are given for; other input sizes scale them.
-REFERENCE_SIZE = 320
+FACE_ASPECTS: tuple[float, ...] = (1.0,)
+# The coarsest stride: network inputs are padded to a multiple of it, so every map's cells
+# tile the input exactly.
+INPUT_MULTIPLE = 64
 
 
 def priors_per_cell() -> tuple[int, ...]:
-    """Priors of one cell of each map: sizes x aspects. (4, 4, 4, 6) with the defaults."""
+    """Priors of one cell of each map: sizes x aspects. (6, 4, 4, 6) with the defaults."""
     return tuple(len(sides) * len(FACE_ASPECTS) for _, sides in FACE_PRIOR_MAPS)
 
 
-def make_face_priors(image_size: int = 320) -> Tensor:
-    """The face priors for a square `image_size` input, (P, 4) "cxcywh" fractional, clamped.
+def make_face_priors(height: int, width: int | None = None) -> Tensor:
+    """The face priors of a `height` x `width` input (multiples of 64), (P, 4) "cxcywh"
+    fractional of that input, clamped to [0, 1].
 
     Order = order of the concatenated predictions: map by map (stride 8 first), cells row by
     row, and in each cell side by side (smallest first), each side as a square then tall.
-    A prior of side s and aspect a = h / w has w = s / sqrt(a), h = s * sqrt(a) (area s^2).
-    P = 40*40*4 + 20*20*4 + 10*10*4 + 5*5*6 = 8,550 at image_size 320.
+    A prior of side s px and aspect a = h / w has w = s / sqrt(a), h = s * sqrt(a) (area s^2).
+    P = 40*40*6 + 20*20*4 + 10*10*4 + 5*5*6 = 11,750 for 320 x 320.
 
-    Toy check (image_size 64: one 1 x 1 map of stride 64 has cx = cy = 0.5, and its square
-    of side 128 px is 2.0 wide before the clamp to [0, 1]).
+    Toy check (64 x 64: one 1 x 1 map of stride 64 has cx = cy = 0.5, and its square of
+    side 128 px is 2.0 wide before the clamp to [0, 1]).
     """
-    if image_size % 64:
-        raise ConfigError(f"FaceSSD: model.image_size must be a multiple of 64 (the coarsest stride), got {image_size}")
-    scale = image_size / REFERENCE_SIZE
+    width = height if width is None else width
+    if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE or height <= 0 or width <= 0:
+        raise ConfigError(f"FaceSSD: the input must be a positive multiple of {INPUT_MULTIPLE} px on each side, "
+                          f"got {height} x {width}")
     all_priors = []
     for stride, sides in FACE_PRIOR_MAPS:
-        size = image_size // stride  # cells per side of this map
-        shapes = [(s * scale / math.sqrt(a) / image_size, s * scale * math.sqrt(a) / image_size)
+        rows, cols = height // stride, width // stride
+        shapes = [(s / math.sqrt(a) / width, s * math.sqrt(a) / height)
                   for s in sides for a in FACE_ASPECTS]  # (w, h) fractional, in cell order
         wh = torch.tensor(shapes)  # (A, 2)
-        centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-        cy, cx = torch.meshgrid(centres, centres, indexing="ij")  # row by row
-        cxcy = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2)  # (size*size, 1, 2)
-        priors = torch.cat([cxcy.expand(-1, len(shapes), 2), wh.expand(size * size, -1, 2)], dim=-1)
-        all_priors.append(priors.reshape(-1, 4))  # (size*size*A, 4)
+        cy, cx = torch.meshgrid((torch.arange(rows, dtype=torch.float32) + 0.5) / rows,
+                                (torch.arange(cols, dtype=torch.float32) + 0.5) / cols, indexing="ij")
+        cxcy = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2)  # (rows*cols, 1, 2), row by row
+        priors = torch.cat([cxcy.expand(-1, len(shapes), 2), wh.expand(rows * cols, -1, 2)], dim=-1)
+        all_priors.append(priors.reshape(-1, 4))  # (rows*cols*A, 4)
     return torch.cat(all_priors).clamp_(0.0, 1.0)
 
 
@@ -120,29 +127,30 @@ def conv_dw(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 
 class FaceSSD(nn.Module):
-    """A slim SSD for faces.
+    """A slim SSD for faces, fully convolutional: any input whose sides are multiples of 64.
 
-    images (N, 3, S, S) ImageNet-normalised, S a multiple of 64 ->
-        pred_locs   (N, P, 4) offsets to `make_face_priors(S)` (see facedet.boxes.encode)
-        pred_scores (N, P, 2) logits, column 0 = background, 1 = face
+    images (N, 3, H, W) ImageNet-normalised ->
+        pred_locs   (N, P, 4) offsets to `make_face_priors(H, W)` (see facedet.boxes.encode)
+        pred_scores (N, P, C + 1) logits, column 0 = background
 
-    Base for width w = 32 and S = 320 (shapes of one image); the high-resolution layers are
+    Base for width w = 32 (shapes of one 320 x 320 image); the high-resolution layers are
     kept narrow (w/2 and w channels), where each channel costs the most memory traffic:
         stem   conv_bn 3 -> w/2,  stride 2                     (w/2, 160, 160)
         stage1 conv_dw w/2 -> w,  stride 2, + 1 block          (w, 80, 80)
-        stage2 conv_dw w -> 2w,   stride 2, + 2 blocks         (2w, 40, 40)   map 1, stride 8
-        stage3 conv_dw 2w -> 4w,  stride 2, + 2 blocks         (4w, 20, 20)   map 2, stride 16
-        stage4 conv_dw 4w -> 8w,  stride 2, + 1 block          (8w, 10, 10)   map 3, stride 32
-        extra  conv_bn 1x1 8w -> 2w, conv_dw 2w -> 8w, stride 2 (8w, 5, 5)    map 4, stride 64
-    377,772 parameters for w = 32 (one class).
-    Each map feeds one 3x3 conv for 4 offsets per prior and one for 2 scores per prior.
-    The receptive field of map 1 is ~100 px, enough context for 16-24 px faces.
+        stage2 conv_dw w -> 2w,   stride 2, + 2 blocks         (2w, 40, 40)   f8
+        stage3 conv_dw 2w -> 4w,  stride 2, + 2 blocks         (4w, 20, 20)   f16
+        stage4 conv_dw 4w -> 8w,  stride 2, + 1 block          (8w, 10, 10)   f32, map 3
+        extra  conv_bn 1x1 8w -> 2w, conv_dw 2w -> 8w, stride 2 (8w, 5, 5)    f64, map 4
+    With `fpn` (a feature pyramid's top-down path, Lin et al. 2017, on the two fine maps):
+        map 2 = conv_dw(f16 + up2(1x1 conv f32))                (4w, 20, 20)
+        map 1 = conv_dw(f8 + up2(1x1 conv map 2))               (2w, 40, 40)
+    so the stride-8 map, whose own layers have seen only ~100 px, also carries what the deeper
+    layers found around each small face; without it maps 1 and 2 are f8 and f16.
+    Each map feeds one 3x3 conv for 4 offsets per prior and one for C + 1 scores per prior.
     """
 
-    def __init__(self, width: int = 32, image_size: int = 320, num_classes: int = 1) -> None:
+    def __init__(self, width: int = 32, num_classes: int = 1, fpn: bool = True) -> None:
         super().__init__()
-        if image_size % 64:
-            raise ConfigError(f"FaceSSD: model.image_size must be a multiple of 64, got {image_size}")
         w = width
         self.num_scores = num_classes + 1  # + background
         self.stage1 = nn.Sequential(conv_bn(3, w // 2, stride=2), conv_dw(w // 2, w, stride=2), conv_dw(w, w))
@@ -150,6 +158,12 @@ class FaceSSD(nn.Module):
         self.stage3 = nn.Sequential(conv_dw(2 * w, 4 * w, stride=2), conv_dw(4 * w, 4 * w), conv_dw(4 * w, 4 * w))
         self.stage4 = nn.Sequential(conv_dw(4 * w, 8 * w, stride=2), conv_dw(8 * w, 8 * w))
         self.extra = nn.Sequential(conv_bn(8 * w, 2 * w, kernel=1), conv_dw(2 * w, 8 * w, stride=2))
+        self.fpn = fpn
+        if fpn:
+            self.lateral32 = conv_bn(8 * w, 4 * w, kernel=1)
+            self.smooth16 = conv_dw(4 * w, 4 * w)
+            self.lateral16 = conv_bn(4 * w, 2 * w, kernel=1)
+            self.smooth8 = conv_dw(2 * w, 2 * w)
         channels = (2 * w, 4 * w, 8 * w, 8 * w)  # of the four maps
         self.loc = nn.ModuleList(nn.Conv2d(c, k * 4, 3, padding=1) for c, k in zip(channels, priors_per_cell()))
         self.cls = nn.ModuleList(
@@ -159,18 +173,24 @@ class FaceSSD(nn.Module):
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
 
+    def features(self, images: Tensor) -> list[Tensor]:
+        """The four prediction maps, strides 8, 16, 32, 64."""
+        f8 = self.stage2(self.stage1(images))  # (N, 2w, H/8, W/8)
+        f16 = self.stage3(f8)  # (N, 4w, H/16, W/16)
+        f32 = self.stage4(f16)  # (N, 8w, H/32, W/32)
+        f64 = self.extra(f32)  # (N, 8w, H/64, W/64)
+        if self.fpn:
+            f16 = self.smooth16(f16 + F.interpolate(self.lateral32(f32), size=f16.shape[-2:], mode="nearest"))
+            f8 = self.smooth8(f8 + F.interpolate(self.lateral16(f16), size=f8.shape[-2:], mode="nearest"))
+        return [f8, f16, f32, f64]
+
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.stage1(images)  # (N, 2w, S/4, S/4)
-        f8 = self.stage2(x)  # (N, 2w, S/8, S/8)
-        f16 = self.stage3(f8)  # (N, 4w, S/16, S/16)
-        f32 = self.stage4(f16)  # (N, 8w, S/32, S/32)
-        f64 = self.extra(f32)  # (N, 8w, S/64, S/64)
+        maps = self.features(images)
         n = images.shape[0]
         # (N, k*4, H, W) -> (N, H, W, k*4) -> (N, H*W*k, 4): each cell's k priors side by side,
         # the order of make_face_priors()
-        locs = [conv(f).permute(0, 2, 3, 1).reshape(n, -1, 4) for conv, f in zip(self.loc, (f8, f16, f32, f64))]
-        scores = [conv(f).permute(0, 2, 3, 1).reshape(n, -1, self.num_scores)
-                  for conv, f in zip(self.cls, (f8, f16, f32, f64))]
+        locs = [conv(f).permute(0, 2, 3, 1).reshape(n, -1, 4) for conv, f in zip(self.loc, maps)]
+        scores = [conv(f).permute(0, 2, 3, 1).reshape(n, -1, self.num_scores) for conv, f in zip(self.cls, maps)]
         return torch.cat(locs, dim=1), torch.cat(scores, dim=1)  # (N, P, 4), (N, P, C + 1)
 
 
@@ -178,18 +198,19 @@ class FaceSSD(nn.Module):
 
 
 def build_face_ssd(cfg) -> Detector:
-    """FaceSSD + ssd.MultiBoxLoss + ssd.SSDPostprocess, all three on `make_face_priors`.
+    """FaceSSD + ssd.MultiBoxLoss + ssd.SSDPostprocess, both on `make_face_priors`.
 
-    Reads cfg.width, cfg.image_size, cfg.num_classes, cfg.neg_pos_ratio, cfg.loss
-    ("ce" | "focal"), cfg.focal_alpha, cfg.focal_gamma.
+    Reads cfg.width, cfg.image_size (the square training input), cfg.num_classes, cfg.fpn,
+    cfg.match_iou, cfg.neg_pos_ratio, cfg.loss ("ce" | "focal"), cfg.focal_alpha, cfg.focal_gamma.
     """
     loss = getattr(cfg, "loss", "ce")
-    model = FaceSSD(cfg.width, cfg.image_size, cfg.num_classes)
+    model = FaceSSD(cfg.width, cfg.num_classes, fpn=getattr(cfg, "fpn", True))
     if loss == "focal":  # RetinaNet's init: every face sigmoid starts near 0.01
         for conv in model.cls:
             nn.init.constant_(conv.bias, -math.log((1 - 0.01) / 0.01))
     priors = make_face_priors(cfg.image_size)
-    criterion = MultiBoxLoss(priors, neg_pos_ratio=getattr(cfg, "neg_pos_ratio", 3.0), loss=loss,
+    criterion = MultiBoxLoss(priors, threshold=getattr(cfg, "match_iou", 0.35),
+                             neg_pos_ratio=getattr(cfg, "neg_pos_ratio", 3.0), loss=loss,
                              focal_alpha=getattr(cfg, "focal_alpha", 0.25),
                              focal_gamma=getattr(cfg, "focal_gamma", 2.0))
     postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax")
