@@ -1,3 +1,13 @@
-"""facedet: a ladder of face detectors, from a classifier to SSD300."""
+"""facedet: a ladder of face detectors, from a classifier to SSD300.
+
+    import facedet
+    det = facedet.load()                  # the shipped face detector (or facedet.load("runs/x/best.pt"))
+    found = det("photo.jpg")              # boxes (K, 4) in pixels, scores, labels, names
+"""
 
 __version__ = "0.1.0"
+
+from facedet.checkpoint import load  # noqa: E402  (after __version__, which the package metadata reads)
+from facedet.models.detector import Detections, Detector  # noqa: E402
+
+__all__ = ["load", "Detector", "Detections", "__version__"]

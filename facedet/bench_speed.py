@@ -55,7 +55,10 @@ from facedet.boxes import nms
 from facedet.cli import run_cli, select_device
 from facedet.config import Config, ModelConfig, load_config
 from facedet.errors import ConfigError
+from facedet.checkpoint import load
 from facedet.models import MODELS, build_model
+from facedet.models.detector import to_image_tensor
+from facedet.models.sliding_window import detector_from_classifier
 from facedet.trainer import Trainer, outputs_to_float
 
 # model name -> its ModelConfig options at its own input size
@@ -298,11 +301,8 @@ def measure_loader(workers: int, args: argparse.Namespace) -> dict:
 
 @torch.no_grad()
 def measure_latency(name: str, args: argparse.Namespace) -> dict:
-    """Milliseconds for one 640 x 480 photo: resize + normalise + forward + post-processing."""
-    from facedet.data.loaders import inference_transforms
-    from facedet.data.dataset import image_to_tensor
-    from facedet.models.sliding_window import detector_from_classifier
-
+    """Milliseconds for one 640 x 480 photo: resize + normalise + forward + post-processing,
+    through the Detector's own inference path (a fully convolutional model at its default size)."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = replace(ModelConfig(), num_classes=1, **BENCH_MODELS[name])
@@ -310,14 +310,11 @@ def measure_latency(name: str, args: argparse.Namespace) -> dict:
     if detector.task == "classification":  # a classifier detects through a sliding window (rung 2)
         detector = detector_from_classifier(detector)
     detector.model.eval()
-    transform = inference_transforms(detector, cfg.image_size)
-    photo = image_to_tensor(latency_photo(args.photo))
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-             "difficult": torch.zeros(0, dtype=torch.bool)}
+    photo = to_image_tensor(latency_photo(args.photo))
 
     def one_photo():
-        inputs, _ = transform(photo, empty)
-        detector.postprocess(detector.model(inputs[None]), **EVAL_SETTINGS)
+        detector(photo, min_score=EVAL_SETTINGS["min_score"], nms_iou=EVAL_SETTINGS["nms_iou"],
+                 top_k=EVAL_SETTINGS["top_k"])
 
     sliding = cfg.name == "classifier"
     return {"model": "classifier (sliding window)" if sliding else name, "parameters": sum(p.numel() for p in detector.model.parameters()),
@@ -336,21 +333,19 @@ def latency_photo(path: str) -> Image.Image:
 @torch.no_grad()
 def measure_shipped_and_haar(args: argparse.Namespace) -> list[dict]:
     """The shipped face detector and OpenCV's Haar cascade on the same 640 x 480 photo (ms)."""
-    from facedet.checkpoint import load_detector
-    from facedet.infer import DEFAULT_CHECKPOINT, DEFAULT_MIN_SCORE, detect
-
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    detector, cfg, _ = load_detector(DEFAULT_CHECKPOINT, device)
-    detector.model.eval()
+    detector = load(None, device)
     image = latency_photo(args.photo)
+    photo = to_image_tensor(image)
     params = sum(p.numel() for p in detector.model.parameters())
     rows = []
-    for min_score in (EVAL_SETTINGS["min_score"], DEFAULT_MIN_SCORE):  # evaluation's, and the CLI's
-        settings = dict(EVAL_SETTINGS, min_score=min_score)
-        ms = 1000 * timed(lambda: detect(detector, image, cfg.model.image_size, device, **settings), device, 1,
-                          args.repeats)
-        rows.append({"model": f"face_ssd (shipped weights), min_score {min_score}", "parameters": params, "ms": ms})
+    # the CLI's default (size 640 = this photo's own size, calibrated min score), the
+    # evaluation's min score, and the old fixed 320 input for comparison
+    for size, min_score in ((None, detector.min_score), (None, EVAL_SETTINGS["min_score"]), (320, detector.min_score)):
+        shown = f"size {size or 'native'}, min_score {min_score:.3g}"
+        ms = 1000 * timed(lambda: detector(photo, min_score=min_score, size=size), device, 1, args.repeats)
+        rows.append({"model": f"face_ssd (shipped weights), {shown}", "parameters": params, "ms": ms})
     try:
         from facedet.haar import HaarCascade
         cascade = HaarCascade()

@@ -14,8 +14,13 @@ sees the same photos and is scored by the same evaluator at the paper's evaluati
     COCO AP      AP@[.5:.95]
     R@50FP       recall before the 51st false positive, IoU 0.5: what a user sees at a
                  threshold that allows about 50 false alarms over the whole set
-    ms/image     median latency on one photo (load excluded): resize, forward, post-processing
+    ms/image     median latency on one photo (load excluded): resize, forward, post-processing,
+                 at the detector's operating point (what facedet.infer does by default)
     train time   from the checkpoint (training epochs, validation excluded)
+
+and a second table at each detector's operating point (its calibrated min score, or 0.5 for a
+checkpoint without one; every detection for the Haar cascade): precision, recall, and recall
+by face size (sqrt of the box area in the photo's pixels), IoU 0.5.
 
 Writes <out>/benchmark.md (the table), benchmark.json and pr_curves.png (all detectors).
 """
@@ -31,16 +36,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from facedet.checkpoint import load_for_detection
-from facedet.cli import run_cli, select_device
+from facedet.checkpoint import SHIPPED_CHECKPOINT, load
+from facedet.cli import parse_scales, parse_size, run_cli, select_device
 from facedet.config import DataConfig, EvalConfig
-from facedet.data.dataset import DetectionDataset, collate
+from facedet.data.dataset import DetectionDataset, collate_photos
 from facedet.data.images import load_image
-from facedet.data.loaders import inference_transforms, load_records
+from facedet.data.loaders import load_records
 from facedet.data.record import Record
 from facedet.errors import CheckpointError, ConfigError
-from facedet.evaluation import EvalResult, evaluate_detections
-from facedet.infer import DEFAULT_CHECKPOINT, detect
+from facedet.evaluation import SIZE_BINS, EvalResult, OperatingPoint, evaluate_detections, operating_point, size_bin_name
+from facedet.haar import HaarCascade
+from facedet.models.detector import to_image_tensor
 from facedet.plots import plot_pr_curves
 from facedet.predict import predict
 
@@ -72,14 +78,16 @@ class Row:
     recall_at_50fp: float
     ms_per_image: float
     train_time_s: float | None
+    operating_point: dict = field(default_factory=dict)  # OperatingPoint.as_dict()
     notes: list[str] = field(default_factory=list)
 
 
 def _row(label: str, source: str, params: int | None, result: EvalResult, images: int, ms: float,
-         train_time_s: float | None) -> tuple[Row, tuple]:
+         train_time_s: float | None, point: OperatingPoint) -> tuple[Row, tuple]:
     """The table row and the (precision, recall) curve at IoU 0.5."""
     m = result.as_dict()
-    row = Row(label, source, params, images, m["mAP50"], m["mAP30"], m["AP_coco"], m["recall@50FP"], ms, train_time_s)
+    row = Row(label, source, params, images, m["mAP50"], m["mAP30"], m["AP_coco"], m["recall@50FP"], ms, train_time_s,
+              point.as_dict())
     return row, result.pr_curves(0.5)["face"]
 
 
@@ -102,34 +110,34 @@ def _median_ms(fn, items, desc: str) -> float:
 
 def benchmark_checkpoint(label: str, checkpoint: Path, records: list[Record], device: torch.device,
                          eval_cfg: EvalConfig, overrides: list[str], timing_images: int, batch_size: int,
-                         num_workers: int, window_max_images: int = 0) -> tuple[Row, tuple]:
+                         num_workers: int, window_max_images: int = 0, size: int | None = None,
+                         scales: tuple[float, ...] | None = None) -> tuple[Row, tuple]:
     """Score one checkpoint on `records` and time it on the first `timing_images` photos.
 
     A classifier checkpoint is scanned as a sliding window, on the first `window_max_images`
-    photos only when that is > 0.
+    photos only when that is > 0. `size` and `scales` override a fully convolutional detector's
+    input size and image pyramid.
     """
-    detector, cfg, names = load_for_detection(checkpoint, device, overrides)
-    if not detector.fixed_input and window_max_images:
+    detector = load(checkpoint, device, overrides)
+    if detector.input_policy == "whole" and window_max_images:
         records = records[:window_max_images]
-    if len(names) != 1:
-        raise ConfigError(f"{checkpoint}: a face benchmark needs a one-class detector, this one has {names}")
+    if len(detector.class_names) != 1:
+        raise ConfigError(f"{checkpoint}: a face benchmark needs a one-class detector, this one has {detector.class_names}")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)  # mmap: no tensor is read
-    dataset = DetectionDataset(records, inference_transforms(detector, cfg.model.image_size))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size if detector.fixed_input else 1,
-                                         num_workers=num_workers, collate_fn=collate)
-    detections, _ = predict(detector, loader, device, eval_cfg, desc=label)
-    result = evaluate_detections(detections, _truths(records), ["face"], iou_thresholds=IOU_THRESHOLDS)
-    photos = [load_image(r.image_path) for r in records[:timing_images]]
-    ms = _median_ms(lambda image: detect(detector, image, cfg.model.image_size, device, eval_cfg.min_score,
-                                         eval_cfg.nms_iou, eval_cfg.top_k), photos, f"{label} timing")
+    loader = torch.utils.data.DataLoader(DetectionDataset(records), batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=collate_photos)
+    detections, _ = predict(detector, loader, eval_cfg, desc=label, size=size, scales=scales)
+    truths = _truths(records)
+    result = evaluate_detections(detections, truths, ["face"], iou_thresholds=IOU_THRESHOLDS)
+    point = operating_point(detections, truths, 1, detector.min_score)
+    photos = [to_image_tensor(load_image(r.image_path)) for r in records[:timing_images]]
+    ms = _median_ms(lambda image: detector(image, size=size, scales=scales), photos, f"{label} timing")
     params = sum(p.numel() for p in detector.model.parameters())
-    return _row(label, str(checkpoint), params, result, len(records), ms, state.get("train_time_s"))
+    return _row(label, str(checkpoint), params, result, len(records), ms, state.get("train_time_s"), point)
 
 
 def benchmark_haar(records: list[Record]) -> tuple[Row, tuple]:
     """OpenCV's frontal-face cascade on the same photos, at full resolution; every photo is timed."""
-    from facedet.haar import HaarCascade
-
     cascade = HaarCascade()
     detections, times = [], []
     for record in tqdm(records, desc="Haar cascade", leave=False, mininterval=1.0):
@@ -137,9 +145,11 @@ def benchmark_haar(records: list[Record]) -> tuple[Row, tuple]:
         start = time.perf_counter()
         detections.append(cascade.detect(image))
         times.append((time.perf_counter() - start) * 1000)
-    result = evaluate_detections(detections, _truths(records), ["face"], iou_thresholds=IOU_THRESHOLDS)
-    row, curve = _row(HAAR_LABEL, repr(cascade), None, result, len(records),
-                      statistics.median(times), None)
+    truths = _truths(records)
+    result = evaluate_detections(detections, truths, ["face"], iou_thresholds=IOU_THRESHOLDS)
+    lowest = min((float(d["scores"].min()) for d in detections if len(d["scores"])), default=0.0)
+    point = operating_point(detections, truths, 1, min_score=lowest)  # every box the cascade returns
+    row, curve = _row(HAAR_LABEL, repr(cascade), None, result, len(records), statistics.median(times), None, point)
     row.notes.append("pretrained by OpenCV; scores = level weights")
     return row, curve
 
@@ -160,6 +170,24 @@ def format_markdown(rows: list[Row], title: str) -> str:
         lines.append(f"| {r.label} | {num(r.params, ',')} | {r.images} | {num(r.AP50, '.3f')} | {num(r.AP30, '.3f')} | "
                      f"{num(r.AP_coco, '.3f')} | {num(r.recall_at_50fp, '.3f')} | {num(r.ms_per_image, ',.0f')} | "
                      f"{duration(r.train_time_s)} |")
+    return "\n".join(lines)
+
+
+def format_operating_points(rows: list[Row]) -> str:
+    """At each detector's operating point: precision, recall, and recall by face size (found / faces)."""
+    bins = [size_bin_name(low, high) for low, high in SIZE_BINS]
+    lines = ["| rung | min score | precision | recall | " + " | ".join(f"recall {b}" for b in bins) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(bins)]
+    for r in rows:
+        p = r.operating_point
+        if not p:
+            continue
+        score = "all" if r.label == HAAR_LABEL else f"{p['min_score']:.3f}"
+        cells = []
+        for b in bins:
+            found, total = p["recall_by_size"].get(b, (0, 0))
+            cells.append(f"{found / total:.2f} ({total})" if total else "—")
+        lines.append(f"| {r.label} | {score} | {p['precision']:.3f} | {p['recall']:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -189,6 +217,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timing-images", type=int, default=20, help="photos timed per detector (default 20)")
     parser.add_argument("--batch-size", type=int, default=16, help="batch for scoring fixed-size models")
     parser.add_argument("--workers", type=int, default=2, help="data-loading workers")
+    parser.add_argument("--size", type=parse_size,
+                        help="fully convolutional detectors: longer side in pixels or 'native' "
+                        "(default: each detector's own, as facedet.infer runs it)")
+    parser.add_argument("--scales", type=parse_scales,
+                        help="fully convolutional detectors: image pyramid, e.g. 0.5,1 (default: each detector's own)")
     parser.add_argument("--device", default="cpu", help="cpu (default: the table reports CPU latency), cuda, auto")
     parser.add_argument("--out", default="", help="folder for benchmark.md/.json and pr_curves.png "
                         "(default benchmark/<data folder name>)")
@@ -200,7 +233,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _detectors(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
     """(name, label, checkpoint) of every detector to run, in ladder order."""
     entries = [(name, label, Path(args.runs) / name / "best.pt") for label, name in LADDER]
-    entries.append(("default", DEFAULT_LABEL, DEFAULT_CHECKPOINT))
+    entries.append(("default", DEFAULT_LABEL, SHIPPED_CHECKPOINT))
     for item in args.checkpoint:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
@@ -238,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         row, curves[label] = benchmark_checkpoint(label, checkpoint, records, device, eval_cfg, overrides,
                                                   args.timing_images, args.batch_size, args.workers,
-                                                  args.window_max_images)
+                                                  args.window_max_images, args.size, args.scales)
         rows.append(row)
         print(format_markdown(rows[-1:], label).splitlines()[-1])
     if not args.no_haar and (not args.only or "haar" in args.only):
@@ -254,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     title = (f"{Path(args.data).name} {args.split}: {len(records)} photos, "
              f"{sum(len(r.boxes) for r in records)} faces; {device}, {torch.get_num_threads()} threads")
-    table = format_markdown(rows, title)
+    table = format_markdown(rows, title) + "\n\nAt each detector's operating point (IoU 0.5; recall by face " \
+        "size: found share (faces)):\n\n" + format_operating_points(rows)
     (out / "benchmark.md").write_text(table + "\n")
     (out / "benchmark.json").write_text(json.dumps({"data": args.data, "split": args.split, "images": len(records),
                                                     "device": str(device), "threads": torch.get_num_threads(),

@@ -1,9 +1,16 @@
 """Box toolkit: small pure tensor functions shared by every detector.
 
 Formats are always named: "xyxy" (x_min, y_min, x_max, y_max), "cxcywh" (centre, size)
-and "xywh" (top-left corner, size). Boxes are float tensors (..., 4); a function that
-pairs boxes up (IoU, NMS) takes two-dimensional (N, 4) tensors. Coordinates may be
+and "xywh" (top-left corner, size). Boxes are float tensors (..., 4). Coordinates may be
 fractional ([0, 1] of the image) or pixels; `to_absolute` and `to_fractional` convert.
+
+This module is facedet's only home of box geometry. The overlap family shares one formula:
+    box_intersection     overlap area of matched pairs (..., 4), (..., 4) -> (...)
+    elementwise_box_iou  IoU of matched pairs (..., 4), (..., 4) -> (...)
+    box_iou              every pair (N, 4), (M, 4) -> (N, M)
+    box_iou_batched      every pair within each group (G, N, 4), (G, M, 4) -> (G, N, M)
+    elementwise_box_ioa  intersection over the first box's area (COCO's crowd regions)
+and greedy NMS has one engine, `greedy_nms_mask`, under `nms` and `batched_nms`.
 
 Toy example to check by hand: two 2x2 squares side by side, overlapping by one column,
     box_iou(tensor([[0., 0, 2, 2]]), tensor([[1., 0, 3, 2]]))  ->  [[1/3]]
@@ -53,19 +60,51 @@ def box_area(boxes_xyxy: Tensor) -> Tensor:
     return wh[..., 0] * wh[..., 1]
 
 
-def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Intersection over union of every pair: "xyxy" (N, 4) and (M, 4) -> (N, M).
+def box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Overlap area of "xyxy" boxes (..., 4) and (..., 4), broadcast together -> (...).
 
-    Pairs whose union is empty (two zero-area boxes) get IoU 0, never NaN.
+    Matched pairs by default; index to pair every box with every other, as `box_iou` does
+    with boxes1[:, None] and boxes2[None]. Boxes that do not meet overlap by 0.
     """
-    # one (N, M) plane per coordinate: faster than (N, M, 2) slices for large N
-    a, b = boxes1[:, None, :], boxes2[None, :, :]  # (N, 1, 4), (1, M, 4)
-    inter_w = (torch.min(a[..., 2], b[..., 2]) - torch.max(a[..., 0], b[..., 0])).clamp(min=0)  # (N, M)
-    inter_h = (torch.min(a[..., 3], b[..., 3]) - torch.max(a[..., 1], b[..., 1])).clamp(min=0)  # (N, M)
-    inter = inter_w * inter_h
-    union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - inter
+    # one plane per coordinate: contiguous tensors, faster than (..., 2) slices on big tables.
+    # The in-place ops only overwrite fresh results of min / max, which autograd allows,
+    # and save the allocations (about 2x faster for NMS's large tables).
+    width = torch.min(boxes1[..., 2], boxes2[..., 2]).sub_(torch.max(boxes1[..., 0], boxes2[..., 0])).clamp_(min=0)
+    height = torch.min(boxes1[..., 3], boxes2[..., 3]).sub_(torch.max(boxes1[..., 1], boxes2[..., 1])).clamp_(min=0)
+    return width.mul_(height)
+
+
+def elementwise_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection over union of "xyxy" boxes (..., 4) and (..., 4), broadcast together -> (...).
+
+    The one IoU formula of facedet: `box_iou`, `box_iou_batched` and NMS are this function
+    on broadcast views, so they all give the same bits. Pairs whose union is empty (two
+    zero-area boxes) get IoU 0, never NaN.
+    """
+    inter = box_intersection(boxes1, boxes2)
+    union = (box_area(boxes1) + box_area(boxes2)).sub_(inter)
     # union == 0 implies inter == 0, so 0 / tiny = 0; a tiny floor also keeps gradients finite
-    return inter / union.clamp(min=torch.finfo(union.dtype).tiny)
+    return inter.div_(union.clamp_(min=torch.finfo(union.dtype).tiny))
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection over union of every pair: "xyxy" (N, 4) and (M, 4) -> (N, M)."""
+    return elementwise_box_iou(boxes1[:, None, :], boxes2[None, :, :])
+
+
+def box_iou_batched(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """`box_iou` within each of G groups: "xyxy" (G, N, 4) and (G, M, 4) -> (G, N, M)."""
+    return elementwise_box_iou(boxes1[:, :, None, :], boxes2[:, None, :, :])
+
+
+def elementwise_box_ioa(boxes: Tensor, regions: Tensor) -> Tensor:
+    """Intersection over the area of `boxes`: "xyxy" (..., 4) and (..., 4), broadcast -> (...).
+
+    COCO's rule for crowd regions: a box lying wholly inside a region scores 1, however
+    large the region. A zero-area box scores 0.
+    """
+    inter = box_intersection(boxes, regions)
+    return inter.div_(box_area(boxes).clamp_(min=torch.finfo(inter.dtype).tiny))
 
 
 def clip_boxes(boxes_xyxy: Tensor, width: float, height: float) -> Tensor:
@@ -100,24 +139,16 @@ def decode(offsets: Tensor, priors_cxcywh: Tensor, variances: tuple[float, float
 # matrix and its fixed-point rounds stay cheap. 128-256 measured fastest at 1k-10k boxes.
 NMS_BLOCK = 256
 
-
-def _overlaps(boxes1: Tensor, boxes2: Tensor, iou_threshold: float) -> Tensor:
-    """box_iou(boxes1, boxes2) > iou_threshold: (N, 4), (M, 4) "xyxy" -> (N, M) bool.
-
-    box_iou's arithmetic step for step, so the same bits, but in place: NMS needs no
-    gradients, and reusing two (N, M) buffers instead of a dozen makes it ~3x faster.
-    """
-    x1, y1, x2, y2 = (c[:, None] for c in boxes1.unbind(-1))  # (N, 1) each
-    u1, v1, u2, v2 = (c[None, :] for c in boxes2.unbind(-1))  # (1, M) each
-    inter = torch.min(x2, u2).sub_(torch.max(x1, u1)).clamp_(min=0)  # width, then the intersection
-    inter.mul_(torch.min(y2, v2).sub_(torch.max(y1, v1)).clamp_(min=0))
-    union = (box_area(boxes1)[:, None] + box_area(boxes2)[None, :]).sub_(inter)
-    return inter.div_(union.clamp_(min=torch.finfo(union.dtype).tiny)) > iou_threshold
+# Entries of the IoU tables built at once: 2^26 floats = 256 MB. A barely trained SSD scores
+# every prior above min_score 0.01, so a group can hold all 8732 priors; before this bound a
+# validation batch of 16 images x 3 classes asked for 14 GB.
+MAX_IOU_ENTRIES = 1 << 26
 
 
 def _greedy_in_block(suppress: Tensor, alive: Tensor) -> Tensor:
-    """Greedy NMS inside one block: suppress (b, b) bool, [j, i] = earlier box j would remove
-    box i (j < i only); alive (b,) bool = not removed by earlier blocks -> keep (b,) bool.
+    """Greedy NMS inside one block of each group: suppress (G, b, b) bool, [g, j, i] = earlier
+    box j would remove box i (j < i only); alive (G, b) bool = valid and not removed by
+    earlier blocks -> keep (G, b) bool.
 
     The rule keep[i] = alive[i] and no kept j < i suppresses i refers only to earlier boxes,
     so it has exactly one solution, the greedy loop's. Re-applying it to every box at once,
@@ -127,41 +158,71 @@ def _greedy_in_block(suppress: Tensor, alive: Tensor) -> Tensor:
     suppress = suppress.to(torch.float32)  # a matrix product counts the kept suppressors
     keep = alive
     while True:
-        new_keep = alive & ((keep.to(torch.float32) @ suppress) == 0)  # (b,)
+        # (G, 1, b) @ (G, b, b): how many kept earlier boxes overlap each box
+        hits = torch.bmm(keep.to(torch.float32).unsqueeze(1), suppress).squeeze(1)  # (G, b)
+        new_keep = alive & (hits == 0)
         if torch.equal(new_keep, keep):
             return keep
         keep = new_keep
 
 
-def _greedy_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, labels: Tensor | None) -> Tensor:
-    """Shared body of `nms` and `batched_nms`; labels=None means one class.
+def greedy_nms_mask(boxes: Tensor, valid: Tensor, iou_threshold: float, labels: Tensor | None = None) -> Tensor:
+    """Greedy NMS in G groups at once; `nms`, `batched_nms` and SSD's `multiclass_nms` all run on it.
 
-    Exactly the greedy loop's answer, without its loop over boxes and without an (N, N)
-    IoU matrix. Sorted by score, the boxes go through in blocks of NMS_BLOCK:
-      1. a box that overlaps a box kept from an earlier block is removed: one (K, b) IoU
-         against the K boxes kept so far;
+    boxes (G, K, 4) "xyxy", each group sorted by decreasing score; valid (G, K) bool (False =
+    padding: never kept, suppresses nothing); labels (G, K) int or None: boxes of different
+    labels never suppress each other. Returns keep (G, K) bool, exactly what the
+    one-box-at-a-time loop keeps: a box goes when its IoU with a kept earlier box of its
+    group (and label) is > iou_threshold.
+
+    No loop over boxes and no (K, K) IoU matrix: the boxes go through in blocks of NMS_BLOCK,
+      1. a box that overlaps a box kept from an earlier block is removed: one (K', b) IoU
+         per group against the K' boxes kept so far;
       2. the rest of the block is resolved among itself by `_greedy_in_block`.
-    That is about N x K IoU pairs, the work of the one-box-at-a-time algorithm, done in
-    N / NMS_BLOCK vectorised steps, with O(K x NMS_BLOCK) memory.
+    That is about K x K' IoU pairs, the loop's work, in K / NMS_BLOCK vectorised steps.
+    Groups are taken in chunks so that no IoU table exceeds MAX_IOU_ENTRIES entries.
     """
-    order = scores.argsort(descending=True, stable=True)  # ties keep input order
-    sorted_boxes = boxes[order]
-    sorted_labels = labels[order] if labels is not None else None
-    keep = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
-    kept_boxes, kept_labels = sorted_boxes[:0], (sorted_labels[:0] if labels is not None else None)
-    for start in range(0, len(order), NMS_BLOCK):
-        block = sorted_boxes[start : start + NMS_BLOCK]  # (b, 4)
-        suppress = _overlaps(block, block, iou_threshold).triu_(diagonal=1)  # (b, b) [j, i], j < i
-        removed = _overlaps(kept_boxes, block, iou_threshold)  # (K, b)
-        if labels is not None:  # boxes of different labels never suppress each other
-            block_labels = sorted_labels[start : start + NMS_BLOCK]
-            suppress &= block_labels[:, None] == block_labels[None, :]
-            removed &= kept_labels[:, None] == block_labels[None, :]
-        block_keep = _greedy_in_block(suppress, ~removed.any(dim=0))
-        keep[start : start + NMS_BLOCK] = block_keep
-        kept_boxes = torch.cat([kept_boxes, block[block_keep]])
+    g, k = valid.shape
+    per_chunk = max(1, MAX_IOU_ENTRIES // max(1, k * min(k, NMS_BLOCK)))
+    if g > per_chunk:
+        return torch.cat([greedy_nms_mask(boxes[i : i + per_chunk], valid[i : i + per_chunk], iou_threshold,
+                                          None if labels is None else labels[i : i + per_chunk])
+                          for i in range(0, g, per_chunk)])
+    keep = torch.zeros_like(valid)
+    if g == 0:
+        return keep
+    kept_boxes = boxes[:, :0]  # (G, K', 4) the boxes kept so far in each group
+    kept_labels = labels[:, :0] if labels is not None else None  # (G, K')
+    for start in range(0, k, NMS_BLOCK):
+        block = slice(start, start + NMS_BLOCK)
+        block_boxes = boxes[:, block]  # (G, b, 4)
+        suppress = (box_iou_batched(block_boxes, block_boxes) > iou_threshold).triu_(diagonal=1)  # [g, j, i], j < i
+        removed = box_iou_batched(kept_boxes, block_boxes) > iou_threshold  # (G, K', b)
         if labels is not None:
-            kept_labels = torch.cat([kept_labels, block_labels[block_keep]])
+            block_labels = labels[:, block]  # (G, b)
+            suppress &= block_labels[:, :, None] == block_labels[:, None, :]
+            removed &= kept_labels[:, :, None] == block_labels[:, None, :]
+        block_keep = _greedy_in_block(suppress, valid[:, block] & ~removed.any(dim=1))  # (G, b)
+        keep[:, block] = block_keep
+        # append each group's newly kept boxes, packed to the front: K' grows by the most any
+        # group kept. A group that kept fewer is padded with NaN boxes: every comparison with
+        # NaN is False, so padding removes nothing (and one group is never padded).
+        count = int(block_keep.sum(dim=1).max())
+        first = block_keep.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :count]  # (G, count)
+        new_boxes = block_boxes.gather(1, first[..., None].expand(-1, -1, 4))
+        new_boxes = new_boxes.masked_fill(~block_keep.gather(1, first)[..., None], float("nan"))
+        kept_boxes = torch.cat([kept_boxes, new_boxes], dim=1)
+        if labels is not None:
+            kept_labels = torch.cat([kept_labels, block_labels.gather(1, first)], dim=1)
+    return keep
+
+
+def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float, labels: Tensor | None) -> Tensor:
+    """Shared body of `nms` and `batched_nms`: sort by score, one group, `greedy_nms_mask`."""
+    order = scores.argsort(descending=True, stable=True)  # ties keep input order
+    valid = torch.ones(1, len(order), dtype=torch.bool, device=boxes.device)
+    sorted_labels = labels[order][None] if labels is not None else None
+    keep = greedy_nms_mask(boxes[order][None], valid, iou_threshold, sorted_labels)[0]  # (N,)
     return order[keep]
 
 
@@ -170,9 +231,9 @@ def nms(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 
     Returns int64 indices (K,) of kept boxes, sorted by decreasing score. A box is removed
     when its IoU with a kept higher-scoring box is > iou_threshold (as in torchvision).
-    Costs about N x K IoU pairs (K kept) and O(K x 256) memory; see `_greedy_nms`.
+    Costs about N x K IoU pairs (K kept) and O(K x 256) memory; see `greedy_nms_mask`.
     """
-    return _greedy_nms(boxes_xyxy, scores, iou_threshold, labels=None)
+    return _nms(boxes_xyxy, scores, iou_threshold, labels=None)
 
 
 def batched_nms(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
@@ -183,7 +244,7 @@ def batched_nms(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor, iou_threshol
     classes cannot overlap; since we compare boxes pair by pair anyway, we simply mask the
     pairs with different labels out, which is exact at any coordinate scale.
     """
-    return _greedy_nms(boxes_xyxy, scores, iou_threshold, labels=labels)
+    return _nms(boxes_xyxy, scores, iou_threshold, labels=labels)
 
 
 def _neighbour_offsets(connectivity: int) -> list[tuple[int, int]]:
@@ -227,18 +288,25 @@ def label_components(mask: Tensor, connectivity: int = 8) -> tuple[Tensor, int]:
     return labels_map, num
 
 
+def component_boxes(labels_map: Tensor, num: int) -> Tensor:
+    """Bounding boxes (K, 4) float32 "xyxy" in cell units of components 1..K of labels_map (H, W).
+
+    x1 = min column, y1 = min row, x2 = max column + 1, y2 = max row + 1, so a single cell
+    at (row r, column c) gives [c, r, c + 1, r + 1]. Row k is component k + 1.
+    """
+    rows, cols = torch.nonzero(labels_map, as_tuple=True)
+    index = labels_map[rows, cols] - 1  # (n_foreground,) component of each cell
+    big = max(labels_map.shape)
+    x1 = torch.full((num,), big, dtype=torch.int64, device=labels_map.device).scatter_reduce(0, index, cols, "amin")
+    y1 = torch.full((num,), big, dtype=torch.int64, device=labels_map.device).scatter_reduce(0, index, rows, "amin")
+    x2 = torch.full((num,), -1, dtype=torch.int64, device=labels_map.device).scatter_reduce(0, index, cols, "amax")
+    y2 = torch.full((num,), -1, dtype=torch.int64, device=labels_map.device).scatter_reduce(0, index, rows, "amax")
+    return torch.stack((x1, y1, x2 + 1, y2 + 1), dim=-1).float()
+
+
 def connected_components(mask: Tensor, connectivity: int = 8) -> Tensor:
     """Bounding boxes (K, 4) float32 "xyxy" in cell units of the components of mask (H, W).
 
-    x1 = min column, y1 = min row, x2 = max column + 1, y2 = max row + 1, so a single cell
-    at (row r, column c) gives [c, r, c + 1, r + 1]. Row k is component k + 1 of `label_components`.
+    `label_components`, then `component_boxes`: row k is component k + 1.
     """
-    labels_map, num = label_components(mask, connectivity)
-    rows, cols = torch.nonzero(labels_map, as_tuple=True)
-    index = labels_map[rows, cols] - 1  # (n_foreground,) component of each cell
-    big = max(mask.shape)
-    x1 = torch.full((num,), big, dtype=torch.int64, device=mask.device).scatter_reduce(0, index, cols, "amin")
-    y1 = torch.full((num,), big, dtype=torch.int64, device=mask.device).scatter_reduce(0, index, rows, "amin")
-    x2 = torch.full((num,), -1, dtype=torch.int64, device=mask.device).scatter_reduce(0, index, cols, "amax")
-    y2 = torch.full((num,), -1, dtype=torch.int64, device=mask.device).scatter_reduce(0, index, rows, "amax")
-    return torch.stack((x1, y1, x2 + 1, y2 + 1), dim=-1).float()
+    return component_boxes(*label_components(mask, connectivity))

@@ -20,6 +20,15 @@ import torch
 
 from facedet.config import Config, apply_override, from_dict, validate
 from facedet.errors import CheckpointError, ConfigError, FacedetError
+from facedet.models import build_model
+from facedet.models.detector import Detector
+from facedet.models.sliding_window import detector_from_classifier
+
+# The face detector shipped with the package: what facedet.load() and facedet.infer use
+# when no checkpoint is given (model card: facedet/weights/MODEL_CARD.md).
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "face_default.pt"
+# The operating point of a checkpoint that stores none: confident detections only.
+DEFAULT_MIN_SCORE = 0.5
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
@@ -117,15 +126,14 @@ def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path
         raise CheckpointError(f"{path}: weights do not fit model '{model_name}' ({detail[:160]})") from None
 
 
-def load_detector(path: str | Path, device: torch.device | str = "cpu", overrides: Sequence[str] = ()):
+def load_detector(path: str | Path, device: torch.device | str = "cpu", overrides: Sequence[str] = ()) -> Detector:
     """Rebuild the detector a checkpoint was trained as, with its weights, in eval mode.
 
     `overrides` (`section.key=value`) apply to the stored config first: evaluation and
     inference settings, or data paths; one that changes the architecture fails to load.
-    Returns (detector, config, class_names).
+    The Detector comes back with its `class_names`, the run's `config`, its `source` path and
+    its operating point (`min_score`, calibrated when the checkpoint stores one).
     """
-    from facedet.models import build_model  # models import nothing from here; keep it lazy
-
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)
     for item in overrides:
@@ -140,18 +148,43 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu", override
     names = state.get("class_names") or [f"class{i}" for i in range(cfg.model.num_classes)]
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise CheckpointError(f"{path}: 'class_names' is {names!r:.80}, expected a list of names")
-    return detector, cfg, list(names)
+    detector.class_names, detector.config, detector.source = list(names), cfg, str(path)
+    point = state.get("operating_point") or {}
+    if point:
+        score = point.get("min_score")
+        if not isinstance(score, float) or not 0.0 <= score <= 1.0:
+            raise CheckpointError(f"{path}: 'operating_point.min_score' is {score!r}, expected a number in [0, 1]")
+        detector.min_score, detector.calibration = score, dict(point)
+    else:
+        detector.min_score = DEFAULT_MIN_SCORE
+    return detector
 
 
-def load_for_detection(path: str | Path, device: torch.device | str = "cpu", overrides: Sequence[str] = ()):
-    """Like `load_detector`, but a classifier (rung 1) comes back inside a sliding window
-    (rung 2), so every checkpoint can detect. Returns (detector, config, class_names)."""
-    detector, cfg, names = load_detector(path, device, overrides)
+def load(path: str | Path | None = None, device: torch.device | str = "auto", overrides: Sequence[str] = ()) -> Detector:
+    """A checkpoint as a ready-to-call detector; the shipped face detector when `path` is None.
+
+        det = facedet.load()
+        found = det("photo.jpg")     # Detections, boxes in the photo's pixels
+
+    A classifier checkpoint (rung 1) comes back inside a sliding window (rung 2), so every
+    checkpoint can detect.
+    """
+    if path is None:
+        path = SHIPPED_CHECKPOINT
+        if not path.exists():
+            raise CheckpointError(f"no shipped detector at {path}; train one (python -m facedet.train --config "
+                                  "quickstart.yaml) and pass its runs/<name>/best.pt")
+    if isinstance(device, str) and device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    detector = load_detector(path, device, overrides)
+    if detector.input_policy == "scalable":  # photo-sized inputs: NHWC weights to match NHWC inputs
+        detector.model.to(memory_format=torch.channels_last)
     if detector.task == "classification":
-        from facedet.models.sliding_window import detector_from_classifier
-
-        m = cfg.model
-        detector = detector_from_classifier(detector, window_sizes=m.window_sizes, stride_fraction=m.window_stride,
-                                            image_side=m.window_image_side)
-        names = ["face"]
-    return detector, cfg, names
+        m = detector.config.model
+        wrapped = detector_from_classifier(detector, window_sizes=m.window_sizes, stride_fraction=m.window_stride,
+                                           image_side=m.window_image_side)
+        wrapped.class_names, wrapped.config, wrapped.source = ["face"], detector.config, detector.source
+        wrapped.min_score, wrapped.calibration = detector.min_score, detector.calibration
+        wrapped.model.to(device)
+        detector = wrapped
+    return detector

@@ -1,6 +1,7 @@
 """Small helpers shared by the command-line entry points."""
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import warnings
@@ -24,6 +25,30 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' requested but CUDA is not available here; use device=cpu")
     return device
+
+
+def parse_size(text: str) -> int:
+    """--size: a number of pixels, or "native" (0)."""
+    if text.strip().lower() == "native":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: expected a number of pixels or 'native'") from None
+    if value < 32:
+        raise argparse.ArgumentTypeError(f"--size {value}: expected at least 32 pixels, or 'native'")
+    return value
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """--scales: comma-separated positive factors, e.g. 0.5,1,2."""
+    try:
+        scales = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales {text!r}: expected comma-separated numbers, e.g. 0.5,1,2") from None
+    if not scales or min(scales) <= 0:
+        raise argparse.ArgumentTypeError(f"--scales {text!r}: every factor must be positive")
+    return scales
 
 
 def seed_everything(seed: int) -> None:

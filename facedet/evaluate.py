@@ -9,10 +9,10 @@ import argparse
 import json
 from pathlib import Path
 
-from facedet.checkpoint import atomic_write, load_for_detection
-from facedet.cli import run_cli, select_device
-from facedet.data.dataset import DetectionDataset
-from facedet.data.loaders import build_loader, inference_transforms, load_records
+from facedet.checkpoint import atomic_write, load
+from facedet.cli import parse_scales, parse_size, run_cli, select_device
+from facedet.data.dataset import DetectionDataset, collate_photos
+from facedet.data.loaders import build_loader, load_records
 from facedet.errors import ConfigError
 from facedet.evaluation import evaluate_detections, format_table
 from facedet.plots import plot_pr_curves
@@ -34,7 +34,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--iou", help="VOC IoU thresholds, comma-separated, e.g. 0.5,0.3 (default: "
                         "eval.iou_thresholds, i.e. 0.5; the first one also sets recall@50FP)")
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value")
+    parser.add_argument("--size", type=parse_size,
+                        help="fully convolutional detectors: longer side in pixels, or 'native' "
+                        "(default: the detector's own, as facedet.infer uses)")
+    parser.add_argument("--scales", type=parse_scales,
+                        help="fully convolutional detectors: image pyramid, e.g. 0.5,1 (default: the detector's own)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="settings on top of the checkpoint's config, e.g. data.classes=face eval.max_images=100")
     return parser.parse_args(argv)
 
 
@@ -44,19 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.iou:
         overrides.append(f"eval.iou_thresholds=[{args.iou}]")
     device = select_device(args.device)
-    detector, cfg, class_names = load_for_detection(args.checkpoint, device, overrides)
+    detector = load(args.checkpoint, device, overrides)
+    cfg, class_names = detector.config, detector.class_names
     records, names = load_records(cfg.data, args.split or cfg.data.val_split)
     if len(names) != len(class_names):
         raise ConfigError(
             f"the data has {len(names)} classes ({', '.join(names)}) but the checkpoint predicts "
             f"{len(class_names)} ({', '.join(class_names)}); add data.classes=face for face data"
         )
-    dataset = DetectionDataset(records, inference_transforms(detector, cfg.model.image_size),
-                               skip_bad_images=cfg.data.skip_bad_images)
-    if not detector.fixed_input:
-        cfg.train.batch_size = 1  # whole photos of different sizes do not stack
-    loader = build_loader(dataset, cfg, train=False, device=device)
-    detections, truths = predict(detector, loader, device, cfg.eval, desc="evaluate")
+    dataset = DetectionDataset(records, skip_bad_images=cfg.data.skip_bad_images)
+    loader = build_loader(dataset, cfg, train=False, device=device, collate_fn=collate_photos)
+    detections, truths = predict(detector, loader, cfg.eval, desc="evaluate", size=args.size, scales=args.scales)
     result = evaluate_detections(detections, truths, class_names, iou_thresholds=cfg.eval.iou_thresholds,
                                  use_07_metric=cfg.eval.use_07_metric)
     print(format_table(result))

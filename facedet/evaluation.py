@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from facedet.boxes import box_area
+from facedet.boxes import box_area, elementwise_box_ioa, elementwise_box_iou
 from facedet.errors import DataError
 
 # Status the matcher gives each detection.
@@ -153,17 +153,11 @@ def _overlaps(boxes: Tensor, gt_boxes: Tensor, crowd: Tensor) -> Tensor:
 
     boxes (I, 4) "xyxy"; gt_boxes (I, G, 4) "xyxy"; crowd (I, G) bool. Returns (I, G):
     IoU, except against crowd regions, where it is intersection / area(box) (COCO's iscrowd
-    rule: a box lying wholly inside a crowd region scores 1). `facedet.boxes.box_iou` pairs all
-    N x M boxes; here each image's box meets only its own image's ground truth, batched over images.
+    rule: a box lying wholly inside a crowd region scores 1). Each image's box meets only its
+    own image's ground truth, so this is the elementwise form, broadcast over the G boxes.
     """
     box = boxes[:, None, :]  # (I, 1, 4)
-    top_left = torch.maximum(box[..., :2], gt_boxes[..., :2])  # (I, G, 2)
-    bottom_right = torch.minimum(box[..., 2:], gt_boxes[..., 2:])  # (I, G, 2)
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]  # (I, G)
-    area = box_area(box)  # (I, 1)
-    union = torch.where(crowd, area, area + box_area(gt_boxes) - inter)
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+    return torch.where(crowd, elementwise_box_ioa(box, gt_boxes), elementwise_box_iou(box, gt_boxes))
 
 
 def _match(flat: _Flat, keep: Tensor, iou_thresholds: Tensor, coco: bool) -> Tensor:
@@ -461,6 +455,97 @@ def format_table(result: EvalResult) -> str:
     mean = line("mean", int(result.num_gt.sum()), int(result.num_det.sum()), [_mean(v) for v in columns.values()])
     rule = "-" * len(header)
     return "\n".join([header, rule, *rows, rule, mean])
+
+
+# ----------------------------------------------------------------------------- operating points
+
+# Face sizes (sqrt of the box area, pixels of the photo) of the per-size recall table.
+SIZE_BINS: tuple[tuple[float, float], ...] = ((0, 16), (16, 32), (32, 64), (64, 128), (128, math.inf))
+
+
+def size_bin_name(low: float, high: float) -> str:
+    return f"< {high:g} px" if low == 0 else (f">= {low:g} px" if math.isinf(high) else f"{low:g}-{high:g} px")
+
+
+@dataclass
+class OperatingPoint:
+    """What a user sees at one score threshold: precision, recall, and recall by face size.
+
+    Detections scoring >= min_score are matched greedily (as in VOC) at IoU >= iou.
+    recall_by_size maps a size bin's name to (found, total) ground-truth boxes, where the
+    size is sqrt(box area) in the units of the boxes (pixels of the photo).
+    """
+
+    min_score: float
+    iou: float
+    precision: float
+    recall: float
+    true_positives: int
+    false_positives: int
+    num_gt: int
+    recall_by_size: dict[str, tuple[int, int]]
+
+    def as_dict(self) -> dict:
+        return {"min_score": self.min_score, "iou": self.iou, "precision": self.precision, "recall": self.recall,
+                "true_positives": self.true_positives, "false_positives": self.false_positives,
+                "num_gt": self.num_gt, "recall_by_size": {k: list(v) for k, v in self.recall_by_size.items()}}
+
+
+def score_curve(detections: Sequence[Mapping], ground_truths: Sequence[Mapping], num_classes: int,
+                iou: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision and recall at every score threshold, all classes pooled.
+
+    Returns scores (K,) in decreasing order, and precision (K,), recall (K,) of the detections
+    scoring >= scores[k] (ties share the values of their last member).
+    """
+    flat = _flatten(detections, ground_truths, num_classes)
+    status = _match(flat, torch.ones(len(flat.pred_scores), dtype=torch.bool),
+                    torch.tensor([iou], dtype=torch.float64), coco=False)[0]
+    order = torch.sort(flat.pred_scores, descending=True, stable=True).indices
+    scores, status = flat.pred_scores[order], status[order]
+    tp = (status == TP).cumsum(0).double()
+    fp = (status == FP).cumsum(0).double()
+    num_pos = max(1, int((~flat.gt_difficult).sum()))
+    # ties: a threshold keeps all detections of equal score, so each takes its group's last counts
+    last = torch.searchsorted(-scores, -scores, right=True) - 1
+    tp, fp = tp[last], fp[last]
+    return scores.numpy(), (tp / (tp + fp).clamp(min=1)).numpy(), (tp / num_pos).numpy()
+
+
+def threshold_for_precision(detections: Sequence[Mapping], ground_truths: Sequence[Mapping], num_classes: int,
+                            precision: float = 0.9, iou: float = 0.5) -> float:
+    """The lowest score threshold at which precision (IoU >= iou) is still >= `precision`:
+    the operating point with the most recall that keeps that share of detections right.
+    1.0 when no threshold reaches it."""
+    scores, prec, _ = score_curve(detections, ground_truths, num_classes, iou)
+    ok = np.nonzero(prec >= precision)[0]
+    return float(scores[ok[-1]]) if len(ok) else 1.0
+
+
+def operating_point(detections: Sequence[Mapping], ground_truths: Sequence[Mapping], num_classes: int,
+                    min_score: float, iou: float = 0.5,
+                    size_bins: Sequence[tuple[float, float]] = SIZE_BINS) -> OperatingPoint:
+    """Precision, recall and recall by face size of the detections scoring >= min_score.
+
+    Recall of a size bin is measured as COCO measures its area ranges: ground truth outside
+    the bin becomes an ignore region, so a detection on it counts neither way.
+    """
+    flat = _flatten(detections, ground_truths, num_classes)
+    keep = flat.pred_scores >= min_score
+    thresholds = torch.tensor([iou], dtype=torch.float64)
+    status = _match(flat, keep, thresholds, coco=False)[0][keep]
+    tp, fp = int((status == TP).sum()), int((status == FP).sum())
+    num_gt = int((~flat.gt_difficult).sum())
+    sides = box_area(flat.gt_boxes).sqrt()
+    by_size = {}
+    difficult = flat.gt_difficult
+    for low, high in size_bins:
+        inside = (sides >= low) & (sides < high) & ~difficult
+        flat.gt_difficult = difficult | ~inside
+        found = int((_match(flat, keep, thresholds, coco=False)[0][keep] == TP).sum())
+        by_size[size_bin_name(low, high)] = (found, int(inside.sum()))
+    flat.gt_difficult = difficult
+    return OperatingPoint(min_score, iou, tp / max(1, tp + fp), tp / max(1, num_gt), tp, fp, num_gt, by_size)
 
 
 # ----------------------------------------------------------------------------- classification

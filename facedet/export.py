@@ -40,7 +40,7 @@ from facedet.errors import ConfigError, FacedetError
 from facedet.models import build_model
 
 # What inference needs; everything else in a checkpoint is training state.
-INFERENCE_KEYS = ("model", "config", "class_names", "epoch", "iteration", "metrics", "train_time_s")
+INFERENCE_KEYS = ("model", "config", "class_names", "epoch", "iteration", "metrics", "train_time_s", "operating_point")
 
 
 def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
@@ -72,10 +72,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch_size: int = 1, op
         import onnx  # noqa: F401  (torch.onnx needs it to write the file)
     except ImportError:
         raise ConfigError("ONNX export needs the onnx package: pip install 'facedet[extras]' (or pip install onnx)") from None
-    detector, cfg, names = load_detector(checkpoint)
-    if not detector.fixed_input:
-        raise ConfigError(f"{checkpoint}: model '{cfg.model.name}' takes whole photos of any size; export its classifier")
+    detector = load_detector(checkpoint)
+    cfg, names = detector.config, detector.class_names
+    if detector.input_policy == "whole":
+        raise ConfigError(f"{checkpoint}: model '{cfg.model.name}' scans whole photos itself; export its classifier")
     size = cfg.model.image_size
+    # a fully convolutional model takes any height and width (multiples of size_multiple);
+    # its post-processing then needs input_hw=(H, W) to build the priors of that grid
+    dynamic = {0: "batch", 2: "height", 3: "width"} if detector.input_policy == "scalable" else {0: "batch"}
     images = torch.zeros(batch_size, 3, size, size)
     model = detector.model.eval()
     with torch.no_grad():
@@ -84,7 +88,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch_size: int = 1, op
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"checkpoint": str(checkpoint), "model": cfg.model.name, "input": "images",
-            "input_shape": ["batch", 3, size, size], "mean": list(detector.mean), "std": list(detector.std),
+            "input_shape": ["batch", 3, *(["height", "width"] if len(dynamic) > 1 else [size, size])],
+            "input_policy": detector.input_policy, "size_multiple": detector.size_multiple, "mean": list(detector.mean), "std": list(detector.std),
             "outputs": output_names, "class_names": names, "config": to_dict(cfg),
             "postprocess": "facedet.export.onnx_postprocess(<this file>)(outputs, min_score=, nms_iou=, top_k=)"}
     tmp, tmp_meta = out.with_name(out.name + ".tmp"), out.with_name(out.stem + ".json.tmp")
@@ -92,7 +97,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch_size: int = 1, op
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
             torch.onnx.export(model, (images,), str(tmp), input_names=["images"], output_names=output_names,
-                              dynamic_axes={name: {0: "batch"} for name in ["images", *output_names]},
+                              dynamic_axes={"images": dynamic, **{name: {0: "batch"} for name in output_names}},
                               opset_version=opset, **_export_kwargs())
         tmp_meta.write_text(json.dumps(meta, indent=1))
         tmp.replace(out)  # never a half-written .onnx under the real name

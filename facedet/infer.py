@@ -1,6 +1,7 @@
 """Detect faces (or any trained classes) in images.
 
     python -m facedet.infer photo.jpg
+    python -m facedet.infer photos/ --size native --scales 0.5,1,2 --json out.json
     python -m facedet.infer photos/ --checkpoint runs/yolo_face/best.pt --json out.json --save-dir annotated/
 
 Writes annotated copies of the images and a JSON mapping each image path to its boxes
@@ -13,30 +14,28 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
-from facedet.checkpoint import atomic_write, load_for_detection
-from facedet.cli import run_cli, select_device
-from facedet.data.dataset import image_to_tensor
+from facedet.checkpoint import DEFAULT_MIN_SCORE, SHIPPED_CHECKPOINT, atomic_write, load
+from facedet.cli import parse_scales, parse_size, run_cli, select_device
 from facedet.data.images import load_image
-from facedet.data.loaders import inference_transforms
-from facedet.errors import CheckpointError, DataError
-from facedet.models.detector import Detector
+from facedet.errors import DataError
+from facedet.models.detector import DEFAULT_TILE, Detections, Detector
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-# The face detector shipped with the package, used when no --checkpoint is given.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "face_default.pt"
-DEFAULT_MIN_SCORE = 0.5  # what a user sees: confident detections only
 
 
-def collect_images(paths: list[str]) -> list[Path]:
-    """Files as given; directories searched recursively for image files (sorted)."""
+def collect_images(paths: list[str], skip: Path | None = None) -> list[Path]:
+    """Files as given; directories searched recursively for image files (sorted), except
+    those inside `skip` (the folder annotated images are written to)."""
+    skip = skip.resolve() if skip else None
     images = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            images += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            images += [p for p in found if skip is None or skip not in p.resolve().parents]
         elif path.exists():
             images.append(path)
         else:
@@ -44,29 +43,30 @@ def collect_images(paths: list[str]) -> list[Path]:
     return images
 
 
-@torch.no_grad()
-def detect(detector: Detector, image: Image.Image, image_size: int, device: torch.device,
-           min_score: float, nms_iou: float, top_k: int = 200) -> dict[str, torch.Tensor]:
-    """Detections for one RGB image: "boxes" (K, 4) "xyxy" in pixels, "scores", "labels"."""
-    tensor = image_to_tensor(image)
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-             "difficult": torch.zeros(0, dtype=torch.bool)}
-    inputs, _ = inference_transforms(detector, image_size)(tensor, empty)
-    outputs = detector.model(inputs[None].to(device))
-    det = detector.postprocess(outputs, min_score=min_score, nms_iou=nms_iou, top_k=top_k)[0]
-    w, h = image.size
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-    return {"boxes": det["boxes"].float().cpu() * scale, "scores": det["scores"].float().cpu(),
-            "labels": det["labels"].cpu()}
+def write_json(text: str, dest: str) -> None:
+    """`text` to standard output ("-"), through a symlink or into a special file (/dev/stdout,
+    a pipe) as it is, or to a regular file atomically (a kill never leaves half a JSON)."""
+    if dest == "-":
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
+    path = Path(dest)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        try:
+            with open(path, "w", encoding="utf-8") as file:  # follows the link; never replaces it
+                file.write(text + "\n")
+        except OSError as err:
+            raise DataError(f"{path}: cannot write the JSON ({err.strerror or err})") from None
+        return
+    atomic_write(path, lambda file: file.write(text.encode()))
 
 
-def draw(image: Image.Image, det: dict[str, torch.Tensor], class_names: list[str]) -> Image.Image:
+def draw(image: Image.Image, det: Detections) -> Image.Image:
     """A copy of `image` with boxes and "name score" captions."""
     out = image.copy()
     pen = ImageDraw.Draw(out)
     width = max(2, round(min(image.size) / 200))
-    for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
-        name = class_names[label] if 0 <= label < len(class_names) else str(label)
+    for box, score, name in zip(det.boxes.tolist(), det.scores.tolist(), det.names):
         pen.rectangle(box, outline=(0, 255, 0), width=width)
         caption = f"{name} {score:.2f}"
         x, y = box[0], max(0, box[1] - 12)
@@ -75,19 +75,49 @@ def draw(image: Image.Image, det: dict[str, torch.Tensor], class_names: list[str
     return out
 
 
+def describe(detector: Detector, min_score: float | None) -> str:
+    """One line: which checkpoint, which model, which threshold and where it comes from."""
+    if min_score is not None:
+        why = "from --min-score"
+    elif detector.calibration:
+        why = f"calibrated: {detector.calibration.get('rule', 'on validation data')}"
+    else:
+        why = "default; this checkpoint stores no calibrated threshold"
+    score = detector.min_score if min_score is None else min_score
+    how = {"fixed": f"input {detector.image_size}x{detector.image_size}",
+           "whole": "sliding window over the whole photo",
+           "scalable": f"photos at their own size up to {detector.max_size} px" if detector.max_size
+           else "photos at their own size"}[detector.input_policy]
+    return f"checkpoint {detector.source} ({detector.config.model.name}, {how}); min score {score:g} ({why})"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m facedet.infer",
-        description="Detect objects in images with a trained facedet checkpoint.",
-        epilog="Example: python -m facedet.infer demo.jpg --checkpoint runs/quickstart/best.pt --save-dir detections",
+        description="Detect faces (or the classes a checkpoint was trained on) in images. Writes annotated "
+        "copies of the images and, with --json, each image's boxes [x1, y1, x2, y2, score, label] in pixels.",
+        epilog="Examples: python -m facedet.infer photo.jpg  |  python -m facedet.infer photos/ --size native "
+        "--scales 0.5,1,2 --json boxes.json  |  python -m facedet.infer demo.jpg --checkpoint runs/quickstart/best.pt",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or directories")
-    parser.add_argument("--checkpoint", help=f"a facedet checkpoint (default: the shipped face detector, {DEFAULT_CHECKPOINT.name})")
-    parser.add_argument("--json", metavar="OUT", help="write {image path: [[x1, y1, x2, y2, score, label], ...]}")
+    parser.add_argument("--checkpoint", help=f"a facedet checkpoint (default: the shipped face detector, {SHIPPED_CHECKPOINT.name})")
+    parser.add_argument("--json", metavar="OUT", help="write {image path: [[x1, y1, x2, y2, score, label], ...]}; "
+                        "'-' writes it to standard output (every other message then goes to standard error)")
     parser.add_argument("--save-dir", metavar="DIR", default="detections", help="annotated images go here (default: detections/)")
     parser.add_argument("--no-save", action="store_true", help="do not write annotated images")
-    parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
-                        help=f"keep detections scoring at least this (default {DEFAULT_MIN_SCORE})")
+    parser.add_argument("--min-score", type=float,
+                        help="keep detections scoring at least this (default: the checkpoint's calibrated "
+                        f"operating point, or {DEFAULT_MIN_SCORE} when it stores none)")
+    parser.add_argument("--size", type=parse_size,
+                        help="fully convolutional detectors: resize the photo's longer side to this many pixels "
+                        "(up or down), or 'native' to keep its resolution (default: native, shrunk to the "
+                        "detector's max size when longer: 640 px for the shipped one). Fixed-input rungs "
+                        "(grid, YOLO-face, SSD300) always use their own input size")
+    parser.add_argument("--scales", type=parse_scales,
+                        help="image pyramid: factors of --size, detections merged by NMS, e.g. 0.5,1,2 "
+                        "(0.5 finds faces too large for one pass, 2 faces too small; default: the detector's)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help=f"inputs longer than this are cut into overlapping tiles (default {DEFAULT_TILE}; 0 = never)")
     parser.add_argument("--nms", type=float, default=0.45, help="IoU above which NMS suppresses a box (default 0.45)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     return parser.parse_args(argv)
@@ -95,41 +125,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
-    if not args.checkpoint and not checkpoint.exists():
-        raise CheckpointError(
-            f"no --checkpoint given and no shipped detector at {checkpoint}; "
-            "train one (python -m facedet.train --config quickstart.yaml) and pass --checkpoint runs/quickstart/best.pt"
-        )
+    log = sys.stderr if args.json == "-" else sys.stdout  # keep standard output for the JSON
     device = select_device(args.device)
-    detector, cfg, class_names = load_for_detection(checkpoint, device)
-    images = collect_images(args.paths)
+    detector = load(args.checkpoint, device)
+    print(describe(detector, args.min_score), file=log)
     save_dir = None if args.no_save else Path(args.save_dir)  # made by the first annotated image written
+    images = collect_images(args.paths, skip=save_dir)
     results, failed, written = {}, 0, set()
-    for path in images:
+    for path in tqdm(images, desc="detect", leave=False, mininterval=1.0, disable=len(images) < 10):
         try:
             image = load_image(path)
         except DataError as err:
             print(f"skipped: {err}", file=sys.stderr)
             failed += 1
             continue
-        det = detect(detector, image, cfg.model.image_size, device, args.min_score, args.nms)
-        results[str(path)] = [[*(round(v, 1) for v in box), round(score, 4), label] for box, score, label
-                              in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist())]
-        print(f"{path}: {len(results[str(path)])} detections")
+        det = detector(image, min_score=args.min_score, size=args.size, scales=args.scales, tile=args.tile,
+                       nms_iou=args.nms)
+        results[str(path)] = det.to_list()
+        print(f"{path}: {len(det)} detections", file=log)
         if save_dir:
             name = f"{path.stem}_det.jpg"
             if name in written:  # same file name in two folders: keep both
                 name = f"{path.stem}_{len(written)}_det.jpg"
             written.add(name)
-            annotated = draw(image, det, class_names)
+            annotated = draw(image, det)
             atomic_write(save_dir / name, lambda file: annotated.save(file, format="JPEG", quality=92))
     if args.json:
-        text = json.dumps(results, indent=1)
-        atomic_write(args.json, lambda file: file.write(text.encode()))  # never half a JSON
-        print(f"wrote {args.json}")
+        write_json(json.dumps(results, indent=1), args.json)
+        if args.json != "-":
+            print(f"wrote {args.json}", file=log)
     if save_dir and results:
-        print(f"annotated images in {save_dir}/")
+        print(f"annotated images in {save_dir}/", file=log)
     return 1 if failed else 0
 
 

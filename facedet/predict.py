@@ -1,4 +1,9 @@
-"""Run a detector over a data loader: detections and ground truths in pixels, ready to score."""
+"""Run a detector over a data loader: detections and ground truths in pixels, ready to score.
+
+The loader yields photos at their own sizes (`DetectionDataset` without a transform, batched
+by `collate_photos`); the Detector resizes them as its rung needs (its one inference path),
+so validation, evaluation and the benchmark score exactly what a user's call would return.
+"""
 from __future__ import annotations
 
 import torch
@@ -8,35 +13,27 @@ from facedet.config import EvalConfig
 from facedet.models.detector import Detector
 
 
-def _scale(boxes: torch.Tensor, orig_size: torch.Tensor) -> torch.Tensor:
-    """Fractional "xyxy" of the network input -> pixels of the original image.
-
-    Evaluation resizes without letterboxing, so fractions of the input are fractions
-    of the original image. orig_size is (h, w).
-    """
-    h, w = orig_size.tolist()
-    return boxes.float().cpu() * torch.tensor([w, h, w, h], dtype=torch.float32)
-
-
 @torch.no_grad()
 def predict(
     detector: Detector,
     loader: torch.utils.data.DataLoader,
-    device: torch.device,
     cfg: EvalConfig,
     desc: str = "predict",
+    **options,
 ) -> tuple[list[dict], list[dict]]:
-    """Detections and ground truths per image, boxes "xyxy" in original-image pixels."""
-    model = detector.model.eval()
+    """Detections and ground truths per image, boxes "xyxy" in original-image pixels.
+
+    options go to `Detector.detect_tensors` (size, scales, tile for a "scalable" detector).
+    """
     detections, ground_truths = [], []
     for images, targets in tqdm(loader, desc=desc, leave=False, mininterval=1.0):
-        outputs = model(images.to(device, non_blocking=True))
-        batch = detector.postprocess(outputs, min_score=cfg.min_score, nms_iou=cfg.nms_iou, top_k=cfg.top_k)
-        for det, target in zip(batch, targets):
-            size = target["orig_size"]
-            detections.append({"boxes": _scale(det["boxes"], size), "scores": det["scores"].float().cpu(),
-                               "labels": det["labels"].cpu(), "path": target.get("path", "")})
-            ground_truths.append({"boxes": _scale(target["boxes"], size), "labels": target["labels"],
+        found = detector.detect_tensors(list(images), min_score=cfg.min_score, nms_iou=cfg.nms_iou,
+                                        top_k=cfg.top_k, **options)
+        for det, target in zip(found, targets):
+            h, w = target["orig_size"].tolist()
+            scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+            detections.append({**det, "path": target.get("path", "")})
+            ground_truths.append({"boxes": target["boxes"].float() * scale, "labels": target["labels"],
                                   "difficult": target["difficult"], "path": target.get("path", "")})
         if cfg.max_images and len(detections) >= cfg.max_images:
             break

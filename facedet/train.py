@@ -14,6 +14,7 @@ import yaml
 from facedet import distributed as dist
 from facedet.cli import run_cli, seed_everything, select_device
 from facedet.config import CONFIGS_DIR, Config, load_config, save_config, to_dict
+from facedet.data.dataset import collate, collate_photos
 from facedet.data.loaders import build_datasets, build_loader, resolve_num_classes
 from facedet.evaluation import evaluate_classification, evaluate_detections
 from facedet.models import build_model
@@ -45,9 +46,11 @@ def train(cfg: Config) -> dict[str, float]:
     seed_everything(cfg.train.seed)
     resolve_num_classes(cfg)
     detector = build_model(cfg.model)
+    detector.config = cfg
     train_set, val_set, class_names = build_datasets(cfg, detector)
     train_loader = build_loader(train_set, cfg, train=True, device=device)
-    val_loader = build_loader(val_set, cfg, train=False, device=device)
+    val_loader = build_loader(val_set, cfg, train=False, device=device,
+                              collate_fn=collate if detector.task == "classification" else collate_photos)
     run_dir = Path(cfg.out_dir) / (cfg.name or cfg.model.name)
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +68,7 @@ def train(cfg: Config) -> dict[str, float]:
         main_metric = "mAP"  # at eval.iou_thresholds[0], 11-point when eval.use_07_metric
 
         def validate(model) -> dict[str, float]:
-            detections, truths = predict(detector, val_loader, device, cfg.eval, desc="validate")
+            detections, truths = predict(detector, val_loader, cfg.eval, desc="validate")
             return evaluate_detections(detections, truths, class_names, iou_thresholds=cfg.eval.iou_thresholds,
                                        use_07_metric=cfg.eval.use_07_metric).as_dict()
 

@@ -43,25 +43,32 @@ def test_table_json_and_curves(setup, tmp_path, capsys):
         assert row["AP30"] >= row["AP50"]  # a looser match can only find more true positives
     table = (out / "benchmark.md").read_text()
     assert "| 4 YOLO-face |" in table and (out / "pr_curves.png").stat().st_size > 1000
+    # the operating-point table: each detector's min score, precision, recall, recall by face size
+    for row in report["rows"]:
+        point = row["operating_point"]
+        assert 0.0 <= point["precision"] <= 1.0 and 0.0 <= point["recall"] <= 1.0
+        found = sum(f for f, _ in point["recall_by_size"].values())
+        total = sum(n for _, n in point["recall_by_size"].values())
+        assert total == point["num_gt"] and found <= point["true_positives"]
+    assert "recall 16-32 px" in table and f"| {benchmark.DEFAULT_LABEL} |" in table.split("operating point")[1]
     assert "4 YOLO-face" in capsys.readouterr().out
 
 
 def test_scores_agree_with_the_evaluator(setup, tmp_path):
     """The benchmark's AP for a checkpoint is the evaluator's on the same detections."""
     runs, data = setup
-    from facedet.checkpoint import load_for_detection
+    from facedet.checkpoint import load
     from facedet.config import DataConfig, EvalConfig
-    from facedet.data.dataset import DetectionDataset, collate
-    from facedet.data.loaders import inference_transforms, load_records
+    from facedet.data.dataset import DetectionDataset, collate_photos
+    from facedet.data.loaders import load_records
     from facedet.predict import predict
 
     records, _ = load_records(DataConfig(root=str(data), classes="face"), "val")
     row, _ = benchmark.benchmark_checkpoint("x", runs / "yolo_face" / "best.pt", records, torch.device("cpu"),
                                             EvalConfig(), [], timing_images=1, batch_size=4, num_workers=0)
-    detector, cfg, _ = load_for_detection(runs / "yolo_face" / "best.pt")
-    dataset = DetectionDataset(records, inference_transforms(detector, cfg.model.image_size))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=collate)
-    detections, truths = predict(detector, loader, torch.device("cpu"), EvalConfig())
+    detector = load(runs / "yolo_face" / "best.pt", "cpu")
+    loader = torch.utils.data.DataLoader(DetectionDataset(records), batch_size=3, collate_fn=collate_photos)
+    detections, truths = predict(detector, loader, EvalConfig())
     expected = evaluate_detections(detections, truths, ["face"], iou_thresholds=(0.5, 0.3)).as_dict()
     assert row.AP50 == pytest.approx(expected["mAP50"], abs=1e-6)
     assert row.AP30 == pytest.approx(expected["mAP30"], abs=1e-6)

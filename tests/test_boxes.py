@@ -6,15 +6,22 @@ from collections import deque
 import pytest
 import torch
 
+from facedet import boxes as boxes_module
 from facedet.boxes import (
     batched_nms,
     box_area,
     box_convert,
+    box_intersection,
     box_iou,
+    box_iou_batched,
     clip_boxes,
+    component_boxes,
     connected_components,
     decode,
+    elementwise_box_ioa,
+    elementwise_box_iou,
     encode,
+    greedy_nms_mask,
     label_components,
     nms,
     to_absolute,
@@ -174,6 +181,51 @@ def test_box_iou_gradient_finite_for_zero_area():
     assert torch.isfinite(boxes.grad).all()
 
 
+def test_box_iou_gradient_matches_finite_differences():
+    # the overlap family works in place on its own intermediates; autograd must still be right
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.5, 0.2, 1.7, 2.5]], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([[1.0, 0.0, 3.0, 2.0], [0.1, 0.4, 1.2, 1.3]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(box_iou, (a, b))
+    assert torch.autograd.gradcheck(elementwise_box_ioa, (a, b))
+
+
+def test_box_intersection_hand_values_and_broadcast():
+    # the 2x2 squares of the module docstring share a 1x2 strip; [5, 5, 6, 6] touches neither
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0, 3.0, 2.0], [5.0, 5.0, 6.0, 6.0]])
+    assert box_intersection(a, b).tolist() == [2.0, 0.0]  # matched pairs
+    assert box_intersection(a[:, None], b[None]).tolist() == [[2.0, 0.0], [0.0, 0.0]]  # every pair
+
+
+def test_elementwise_box_iou_pairs_rows():
+    # row by row: 2/6, a 1x1 box inside a 2x2 one (1/4), two zero-area boxes (0, not NaN)
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 2.0, 2.0], [3.0, 3.0, 3.0, 3.0]])
+    b = torch.tensor([[1.0, 0.0, 3.0, 2.0], [0.0, 0.0, 1.0, 1.0], [3.0, 3.0, 3.0, 3.0]])
+    torch.testing.assert_close(elementwise_box_iou(a, b), torch.tensor([1 / 3, 0.25, 0.0]))
+    assert elementwise_box_iou(a, b).shape == (3,)
+
+
+def test_box_iou_batched_is_box_iou_per_group_bit_for_bit():
+    g = torch.Generator().manual_seed(8)
+    a, b = random_boxes(3 * 40, g).view(3, 40, 4), random_boxes(3 * 30, g).view(3, 30, 4)
+    a[:, :2] = a[:, :2, [2, 3, 0, 1]]  # a few inverted (zero-area) boxes too
+    batched = box_iou_batched(a, b)
+    assert batched.shape == (3, 40, 30)
+    for i in range(3):
+        assert torch.equal(batched[i], box_iou(a[i], b[i]))
+        assert torch.equal(elementwise_box_iou(a[i][:, None], b[i][None]), box_iou(a[i], b[i]))
+    assert box_iou_batched(torch.zeros(2, 0, 4), torch.zeros(2, 5, 4)).shape == (2, 0, 5)
+
+
+def test_elementwise_box_ioa_hand_values():
+    # COCO crowd rule: a 1x1 box inside a 4x4 region scores 1 (its IoU is only 1/16);
+    # half of a 2x2 box inside the region scores 1/2; a zero-area box scores 0
+    boxes = torch.tensor([[1.0, 1.0, 2.0, 2.0], [3.0, 0.0, 5.0, 2.0], [1.0, 1.0, 1.0, 1.0]])
+    region = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    assert elementwise_box_ioa(boxes, region).tolist() == [1.0, 0.5, 0.0]
+    assert elementwise_box_iou(boxes[:1], region).tolist() == [1 / 16]
+
+
 # ---------------------------------------------------------------- encode / decode
 
 
@@ -240,14 +292,63 @@ def test_nms_across_blocks_matches_loop_oracle():
     assert batched_nms(boxes, scores, labels, 0.3).tolist() == batched_nms_oracle(boxes, scores, labels, 0.3)
 
 
-def test_nms_overlap_test_is_box_iou_bit_for_bit():
-    from facedet.boxes import _overlaps
+def test_greedy_nms_mask_chain_hand_computed():
+    """Unit squares shifted by 0.25: neighbours overlap with IoU 0.6, boxes two apart with
+    IoU 1/3. Greedy NMS at 0.45 keeps every other box: 0, 2, 4, 6 (box 1 is removed by
+    box 0, so box 2 survives, and so on), which the one-shot "Fast NMS" would get wrong."""
+    x = torch.arange(7, dtype=torch.float32) * 0.25
+    boxes = torch.stack([x, torch.zeros(7), x + 1, torch.ones(7)], dim=1)
+    keep = greedy_nms_mask(boxes[None], torch.ones(1, 7, dtype=torch.bool), 0.45)
+    assert keep[0].tolist() == [True, False, True, False, True, False, True]
+    # a padded (invalid) box suppresses nothing and is never kept
+    valid = torch.tensor([[False, True, True, True, True, True, True]])
+    keep = greedy_nms_mask(boxes[None], valid, 0.45)
+    assert keep[0].tolist() == [False, True, False, True, False, True, False]
+    # labels: class 1 = boxes 0 and 2 (IoU 1/3, both stay); class 0 = boxes 1, 3, 4, 5, 6,
+    # where box 0 no longer removes box 1, so the chain keeps 1, 3, 5
+    labels = torch.tensor([[1, 0, 1, 0, 0, 0, 0]])
+    keep = greedy_nms_mask(boxes[None], torch.ones(1, 7, dtype=torch.bool), 0.45, labels)
+    assert keep[0].tolist() == [True, True, True, True, False, True, False]
 
-    g = torch.Generator().manual_seed(8)
-    a, b = random_boxes(300, g), random_boxes(200, g)
-    a[:5] = a[:5, [2, 3, 0, 1]]  # a few inverted (zero-area) boxes too
-    for threshold in (0.0, 0.3, 0.5):
-        assert torch.equal(_overlaps(a, b, threshold), box_iou(a, b) > threshold)
+
+def test_greedy_nms_mask_groups_match_loop_oracle_across_blocks(monkeypatch):
+    """Several groups, padding, labels and more boxes than one block: each group's answer
+    is the loop's on its valid boxes."""
+    monkeypatch.setattr(boxes_module, "NMS_BLOCK", 16)
+    g = torch.Generator().manual_seed(10)
+    boxes = torch.stack([random_boxes(70, g, size=60.0) for _ in range(3)])  # (3, 70, 4)
+    valid = torch.rand(3, 70, generator=g) > 0.2
+    labels = torch.randint(0, 2, (3, 70), generator=g)
+    scores = torch.arange(70, 0, -1, dtype=torch.float32)  # the boxes are already in score order
+    for use_labels in (False, True):
+        keep = greedy_nms_mask(boxes, valid, 0.3, labels if use_labels else None)
+        for i in range(3):
+            idx = valid[i].nonzero().flatten()
+            if use_labels:
+                expected = batched_nms_oracle(boxes[i][idx], scores[idx], labels[i][idx], 0.3)
+            else:
+                expected = nms_oracle(boxes[i][idx], scores[idx], 0.3)
+            assert keep[i].nonzero().flatten().tolist() == sorted(idx[expected].tolist())
+
+
+def test_greedy_nms_mask_in_chunks_keeps_the_same_boxes(monkeypatch):
+    # An untrained model sends thousands of candidates per group; the IoU tables are then built
+    # a few groups at a time. Chunking must not change what is kept.
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(6, 50, 2, generator=g)
+    boxes = torch.cat([xy, xy + 0.05 + 0.3 * torch.rand(6, 50, 2, generator=g)], dim=2)
+    valid = torch.rand(6, 50, generator=g) > 0.2
+    whole = greedy_nms_mask(boxes, valid, 0.45)
+    monkeypatch.setattr(boxes_module, "MAX_IOU_ENTRIES", 2 * 50 * 50)  # two groups per chunk
+    assert torch.equal(greedy_nms_mask(boxes, valid, 0.45), whole)
+    monkeypatch.setattr(boxes_module, "MAX_IOU_ENTRIES", 1)  # one group per chunk
+    assert torch.equal(greedy_nms_mask(boxes, valid, 0.45), whole)
+    assert 0 < int(whole.sum()) < int(valid.sum())  # the case is not trivial: NMS removed some
+
+
+def test_greedy_nms_mask_empty():
+    assert greedy_nms_mask(torch.zeros(0, 5, 4), torch.zeros(0, 5, dtype=torch.bool), 0.5).shape == (0, 5)
+    assert greedy_nms_mask(torch.zeros(3, 0, 4), torch.zeros(3, 0, dtype=torch.bool), 0.5).shape == (3, 0)
 
 
 def test_nms_properties():
@@ -357,6 +458,13 @@ def test_components_long_snake_converges():
     labels, k = label_components(mask, 4)
     assert k == 1 and (labels[mask] == 1).all()
     assert connected_components(mask, 4).tolist() == [[0.0, 0.0, 15.0, 15.0]]
+
+
+def test_component_boxes_hand_values():
+    # components 1 (two cells in row 0) and 2 (one cell at row 2, column 1) of a 3 x 3 map
+    labels_map = torch.tensor([[1, 1, 0], [0, 0, 0], [0, 2, 0]])
+    assert component_boxes(labels_map, 2).tolist() == [[0.0, 0.0, 2.0, 1.0], [1.0, 2.0, 2.0, 3.0]]
+    assert component_boxes(torch.zeros(3, 3, dtype=torch.int64), 0).shape == (0, 4)
 
 
 def test_components_empty_and_full_masks():

@@ -157,3 +157,56 @@ def test_data_warnings_are_one_line_and_infer_makes_no_empty_folder(tmp_path, tr
     code = run_cli(infer.main, [str(tmp_path / "bad.jpg"), "--checkpoint", str(trained / "best.pt"),
                                 "--save-dir", str(tmp_path / "ann")])
     assert code == 1 and not (tmp_path / "ann").exists()
+
+
+def test_infer_says_which_checkpoint_and_threshold_it_uses(tmp_path, capsys):
+    from facedet.checkpoint import SHIPPED_CHECKPOINT, load
+    from facedet.data.synthetic import make_demo_image
+
+    make_demo_image(tmp_path / "demo.jpg", seed=1)
+    assert run_cli(infer.main, [str(tmp_path / "demo.jpg"), "--no-save", "--device", "cpu"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    shipped = load(None, "cpu")
+    assert str(SHIPPED_CHECKPOINT) in first and f"min score {shipped.min_score:g}" in first and "calibrated" in first
+    assert run_cli(infer.main, [str(tmp_path / "demo.jpg"), "--no-save", "--min-score", "0.7", "--device", "cpu"]) == 0
+    assert "min score 0.7 (from --min-score)" in capsys.readouterr().out
+
+
+def test_infer_twice_on_a_folder_skips_its_own_annotated_images(tmp_path, capsys):
+    from facedet.data.synthetic import make_demo_image
+
+    make_demo_image(tmp_path / "a.jpg", seed=1)
+    args = [str(tmp_path), "--save-dir", str(tmp_path / "detections"), "--device", "cpu"]
+    assert run_cli(infer.main, args) == 0
+    assert run_cli(infer.main, args) == 0
+    assert sorted(p.name for p in (tmp_path / "detections").iterdir()) == ["a_det.jpg"]
+    assert "a_det" not in capsys.readouterr().out.replace("a_det.jpg", "")
+
+
+def test_infer_json_to_standard_output_and_through_symlinks(tmp_path, capsys):
+    from facedet.data.synthetic import make_demo_image
+
+    make_demo_image(tmp_path / "a.jpg", seed=2)
+    assert run_cli(infer.main, [str(tmp_path / "a.jpg"), "--no-save", "--json", "-", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert list(json.loads(captured.out)) == [str(tmp_path / "a.jpg")]  # stdout holds the JSON only
+    assert "checkpoint" in captured.err and "detections" in captured.err
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    (tmp_path / "link.json").symlink_to(target)
+    assert run_cli(infer.main, [str(tmp_path / "a.jpg"), "--no-save", "--json", str(tmp_path / "link.json")]) == 0
+    assert (tmp_path / "link.json").is_symlink()  # written through, not replaced
+    assert list(json.loads(target.read_text())) == [str(tmp_path / "a.jpg")]
+
+
+def test_infer_size_and_scales_are_checked(tmp_path, capsys):
+    from facedet.data.synthetic import make_demo_image
+
+    make_demo_image(tmp_path / "a.jpg", seed=2)
+    for bad in (["--size", "big"], ["--size", "8"], ["--scales", "0.5,x"], ["--scales", "0,1"]):
+        with pytest.raises(SystemExit):
+            infer.parse_args([str(tmp_path / "a.jpg"), *bad])
+        assert bad[1] in capsys.readouterr().err
+    assert run_cli(infer.main, [str(tmp_path / "a.jpg"), "--no-save", "--size", "native", "--scales", "0.5,1,2",
+                                "--json", str(tmp_path / "o.json")]) == 0
+    assert str(tmp_path / "a.jpg") in json.loads((tmp_path / "o.json").read_text())

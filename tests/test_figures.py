@@ -172,7 +172,7 @@ def test_nms_before_after_on_a_detector():
     cfg = ModelConfig(name="yolo_face_tiny", image_size=32, griddim=4, width=4, num_classes=1)
     detector = build_model(cfg)
     image = Image.new("RGB", (48, 40), (120, 90, 60))
-    before, after = nms_before_after(detector, image, 32, min_score=0.0, nms_iou=0.3)
+    before, after = nms_before_after(detector, image, min_score=0.0, nms_iou=0.3)
     assert len(before["boxes"]) == 16  # every cell's box: min_score 0 and NMS that removes nothing
     assert 1 <= len(after["boxes"]) <= len(before["boxes"])
     assert (before["boxes"][:, 2] <= 48 + 1e-4).all()  # pixels of the 48 x 40 photo

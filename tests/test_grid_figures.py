@@ -127,7 +127,8 @@ class TinyGrid(nn.Module):
 
 
 def build_tiny_grid(cfg) -> Detector:
-    return Detector(TinyGrid(cfg.griddim), GridLoss(cfg.griddim), GridPostprocess(cfg.griddim))
+    return Detector(TinyGrid(cfg.griddim), GridLoss(cfg.griddim), GridPostprocess(cfg.griddim),
+                    image_size=cfg.image_size)
 
 
 @pytest.fixture

@@ -8,12 +8,7 @@ import torch
 
 from facedet.boxes import batched_nms, box_convert
 from facedet.models import ssd
-from facedet.models.ssd import (
-    SSDPostprocess,
-    greedy_nms_mask,
-    make_priors,
-    multiclass_nms,
-)
+from facedet.models.ssd import SSDPostprocess, make_priors, multiclass_nms
 
 
 def _load_benchmark():
@@ -78,20 +73,6 @@ def test_cut_is_doubled_when_needed(priors, monkeypatch):
     assert sizes[0] == 4 and len(sizes) > 1 and sizes == sorted(sizes)
 
 
-def test_greedy_nms_chain_hand_computed():
-    """Unit squares shifted by 0.25: neighbours overlap with IoU 0.6, boxes two apart with
-    IoU 1/3. Greedy NMS at 0.45 keeps every other box: 0, 2, 4, 6 (box 1 is removed by
-    box 0, so box 2 survives, and so on), which the one-shot "Fast NMS" would get wrong."""
-    x = torch.arange(7, dtype=torch.float32) * 0.25
-    boxes = torch.stack([x, torch.zeros(7), x + 1, torch.ones(7)], dim=1)
-    keep = greedy_nms_mask(boxes[None], torch.ones(1, 7, dtype=torch.bool), 0.45)
-    assert keep[0].tolist() == [True, False, True, False, True, False, True]
-    # a padded (invalid) box suppresses nothing and is never kept
-    valid = torch.tensor([[False, True, True, True, True, True, True]])
-    keep = greedy_nms_mask(boxes[None], valid, 0.45)
-    assert keep[0].tolist() == [False, True, False, True, False, True, False]
-
-
 def test_multiclass_nms_equals_batched_nms_per_image():
     g = torch.Generator().manual_seed(4)
     xy = torch.rand(3, 60, 2, generator=g) * 0.7
@@ -138,18 +119,3 @@ def test_top_k_sorted_and_sigmoid_mode(priors):
     assert torch.all(out["scores"][:-1] >= out["scores"][1:])
     # sigmoid of the class columns, background column ignored
     assert out["scores"][0] == outputs[1][0, :, 1:].sigmoid().max()
-
-
-def test_greedy_nms_mask_in_chunks_keeps_the_same_boxes(monkeypatch):
-    # An untrained model sends thousands of candidates per group; the IoU matrix is then built
-    # a few groups at a time. Chunking must not change what is kept.
-    g = torch.Generator().manual_seed(3)
-    xy = torch.rand(6, 50, 2, generator=g)
-    boxes = torch.cat([xy, xy + 0.05 + 0.3 * torch.rand(6, 50, 2, generator=g)], dim=2)
-    valid = torch.rand(6, 50, generator=g) > 0.2
-    whole = greedy_nms_mask(boxes, valid, 0.45)
-    monkeypatch.setattr(ssd, "MAX_IOU_ENTRIES", 2 * 50 * 50)  # two groups per chunk
-    assert torch.equal(greedy_nms_mask(boxes, valid, 0.45), whole)
-    monkeypatch.setattr(ssd, "MAX_IOU_ENTRIES", 1)  # one group per chunk
-    assert torch.equal(greedy_nms_mask(boxes, valid, 0.45), whole)
-    assert 0 < int(whole.sum()) < int(valid.sum())  # the case is not trivial: NMS removed some

@@ -8,7 +8,10 @@ from torch import nn
 from facedet.checkpoint import load_checkpoint
 from facedet.config import load_config
 from facedet.errors import CheckpointError, NonFiniteLossError
+from facedet.models.classifier import ClassifierLoss
 from facedet.models.detector import Detector
+from facedet.models.grid import GridLoss
+from facedet.models.yolo_face import YOLOFaceLoss
 from facedet.optim import build_optimizer, lr_factor
 from facedet.trainer import Trainer
 
@@ -108,6 +111,30 @@ def test_nan_loss_names_term_and_keeps_last_good_checkpoint(tmp_path):
     assert "'l1'" in message and "epoch 2" in message and "batch 1" in message and "last.pt" in message
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def nan_at(shape, index):
+    outputs = torch.full(shape, 0.5)
+    outputs[index] = float("nan")
+    return outputs
+
+
+YOLO_TRUTH = [{"boxes": torch.tensor([[0.1, 0.1, 0.3, 0.5]]), "labels": torch.tensor([0])}]  # in cell (2, 1) of 7 x 7
+NAN_IN_A_LOSS = {  # the models' own losses return NaN terms; only the trainer checks, by name
+    "grid": (GridLoss(griddim=2), nan_at((1, 2, 2), (0, 1, 1)), torch.zeros(1, 2, 2), "bce"),
+    "yolo_face coord": (YOLOFaceLoss(griddim=7), nan_at((1, 7, 7, 5), (0, 2, 1, 3)), YOLO_TRUTH, "coord"),
+    "yolo_face noobj": (YOLOFaceLoss(griddim=7), nan_at((1, 7, 7, 5), (0, 0, 0, 0)), YOLO_TRUTH, "noobj"),
+    "classifier": (ClassifierLoss(), torch.tensor([float("nan"), 0.0]),
+                   [{"label": torch.tensor(1.0)}, {"label": torch.tensor(0.0)}], "bce"),
+}
+
+
+@pytest.mark.parametrize("case", NAN_IN_A_LOSS)
+def test_nan_in_a_model_loss_is_named_by_the_trainer(tmp_path, case):
+    criterion, outputs, targets, term = NAN_IN_A_LOSS[case]
+    terms = criterion(outputs, targets)  # no error here: a NaN term
+    with pytest.raises(NonFiniteLossError, match=f"'{term}' is nan"):
+        make_trainer(tmp_path).check_finite(terms, batch=1, targets=[])
 
 
 def test_ctrl_c_saves_and_returns(tmp_path):

@@ -12,7 +12,6 @@ import torch
 
 from facedet.data.transforms import (
     Compose,
-    Letterbox,
     Normalize,
     PhotometricDistort,
     RandomHorizontalFlip,
@@ -28,7 +27,6 @@ from facedet.data.transforms import (
     hsv_to_rgb,
     rgb_to_hsv,
     train_transforms,
-    undo_letterbox,
 )
 from facedet.errors import ConfigError
 
@@ -102,7 +100,7 @@ def test_flip_p0_is_identity_and_p1_twice_is_identity():
     assert torch.equal(back, image) and torch.equal(t2["boxes"], target["boxes"])
 
 
-# ---------------------------------------------------------------- resize and letterbox
+# ---------------------------------------------------------------- resize
 
 
 def test_resize_hand_values_and_pixels():
@@ -118,38 +116,6 @@ def test_resize_int_is_square_and_keeps_range():
     out, _ = Resize(33)(torch.rand(3, 100, 70), make_target([]))
     assert out.shape == (3, 33, 33)
     assert out.min() >= 0 and out.max() <= 1
-
-
-def test_letterbox_hand_values_pixels_and_undo():
-    # 60 x 120 (h x w) into 100 x 100: ratio 100/120, resized to 50 x 100, 25 px bars above and below
-    box = [[24, 12, 96, 48]]
-    image = painted(60, 120, (24, 12, 96, 48))
-    out, target = Letterbox(100, fill=0.5)(image, make_target(box))
-    assert out.shape == (3, 100, 100)
-    assert target["letterbox_pad"].tolist() == [0.0, 25.0]
-    assert torch.allclose(target["letterbox_scale"], torch.tensor([100 / 120, 50 / 60]))
-    assert torch.allclose(target["boxes"], torch.tensor([[20.0, 35.0, 80.0, 65.0]]))
-    assert torch.all(out[:, :25] == 0.5) and torch.all(out[:, 75:] == 0.5)  # the bars
-    inner = out[:, 25:75]
-    assert_box_on_pixels(inner, target["boxes"] - torch.tensor([0, 25, 0, 25]))
-
-    back = undo_letterbox(target["boxes"], target["letterbox_scale"], target["letterbox_pad"])
-    assert torch.allclose(back, torch.tensor(box, dtype=torch.float32), atol=1e-4)
-    # from fractions of the network input, clipped to the original image
-    fractional = target["boxes"] / 100
-    back = undo_letterbox(fractional, target["letterbox_scale"], target["letterbox_pad"], input_size=(100, 100),
-                          orig_size=(60, 120))
-    assert torch.allclose(back, torch.tensor(box, dtype=torch.float32), atol=1e-4)
-    outside = torch.tensor([[0.0, 0.0, 1.0, 1.0]])  # the whole input, bars included
-    back = undo_letterbox(outside, target["letterbox_scale"], target["letterbox_pad"], (100, 100), (60, 120))
-    assert back.tolist() == [[0.0, 0.0, 120.0, 60.0]]
-
-
-def test_letterbox_portrait_pads_left_and_right():
-    out, target = Letterbox((64, 64), fill=(1.0, 0.0, 0.0))(torch.zeros(3, 64, 32), make_target([[0, 0, 32, 64]]))
-    assert target["letterbox_pad"].tolist() == [16.0, 0.0]
-    assert target["boxes"].tolist() == [[16.0, 0.0, 48.0, 64.0]]
-    assert out[0, :, :16].eq(1).all() and out[1, :, :16].eq(0).all()
 
 
 # ---------------------------------------------------------------- zoom-out
@@ -311,7 +277,7 @@ def test_geometric_chain_keeps_box_on_pixels():
         assert_box_on_pixels(out, target["boxes"], tol=1.0)
 
 
-@pytest.mark.parametrize("augment", ["none", "flip", "ssd"])
+@pytest.mark.parametrize("augment", ["none", "flip", "ssd", "face"])
 def test_train_transforms_outputs_contract(augment):
     pipeline = train_transforms(48, MEAN, STD, augment, generator=torch.Generator().manual_seed(0))
     for _ in range(10):
@@ -358,7 +324,7 @@ def test_seeded_generator_and_global_seed_are_deterministic():
 def test_empty_targets_pass_every_transform():
     g = torch.Generator().manual_seed(0)
     transforms = [
-        Resize(20), Letterbox(20), RandomHorizontalFlip(1.0, g), PhotometricDistort(p=1.0, generator=g),
+        Resize(20), RandomHorizontalFlip(1.0, g), PhotometricDistort(p=1.0, generator=g),
         RandomZoomOut(1.0, generator=g), RandomMinIoUCrop(generator=g), ToFractional(), Normalize(MEAN, STD),
         train_transforms(24, MEAN, STD, "ssd", generator=g), eval_transforms(24, MEAN, STD),
     ]
@@ -375,3 +341,88 @@ def test_untouched_keys_pass_through():
     _, out = train_transforms(16, MEAN, STD, "ssd", generator=torch.Generator().manual_seed(0))(torch.rand(3, 20, 20), target)
     assert out["path"] == "x.jpg" and out["image_id"] == 3
     assert not math.isnan(out["boxes"].sum().item())
+
+
+# ---------------------------------------------------------------- the face recipe
+
+
+def test_square_crop_is_square_keeps_box_on_pixels_and_centres_inside():
+    from facedet.data.transforms import RandomSquareCrop
+
+    g = torch.Generator().manual_seed(3)
+    image = painted(120, 200, (60, 30, 90, 70))
+    target = make_target([[60, 30, 90, 70]])
+    sides = set()
+    for _ in range(40):
+        out, t = RandomSquareCrop(0.3, 1.0, generator=g)(image, target)
+        h, w = out.shape[-2:]
+        assert h == w and 0.3 * 120 - 1 <= h <= 120
+        sides.add(h)
+        assert len(t["boxes"]) == 1  # the only face's centre is always inside the accepted crop
+        box = t["boxes"][0]
+        white = white_bbox(out)
+        assert white is not None and torch.allclose(box, white)
+    assert len(sides) > 10  # the side really varies
+
+
+def test_square_crop_drops_faces_whose_centres_fall_outside():
+    from facedet.data.transforms import RandomSquareCrop
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.zeros(3, 100, 400)
+    target = make_target([[10, 10, 30, 30], [370, 60, 390, 80]])  # left and right ends of a wide photo
+    cropped = 0
+    for _ in range(40):
+        out, t = RandomSquareCrop(0.3, 1.0, generator=g)(image, target)
+        if out.shape[-1] == 400:  # no drawn square held a face centre: the photo is kept whole
+            assert len(t["boxes"]) == 2
+            continue
+        cropped += 1
+        # a square of at most 100 px cannot hold both centres (360 px apart): one face stays
+        assert out.shape[-1] == out.shape[-2] <= 100 and len(t["boxes"]) == 1
+        assert t["labels"].tolist() in ([0], [1]) and t["difficult"].tolist() == [t["labels"].item() % 2 == 0]
+    assert cropped > 20
+
+
+def test_square_crop_without_boxes_still_crops_square():
+    from facedet.data.transforms import RandomSquareCrop
+
+    out, t = RandomSquareCrop(generator=torch.Generator().manual_seed(1))(torch.zeros(3, 50, 80), make_target([]))
+    assert out.shape[-1] == out.shape[-2] <= 50 and len(t["boxes"]) == 0
+
+
+def test_drop_small_boxes_by_their_shorter_side():
+    from facedet.data.transforms import DropSmallBoxes
+
+    target = make_target([[0, 0, 4, 40], [0, 0, 5, 5], [10, 10, 40, 14.9]])
+    _, t = DropSmallBoxes(5)(torch.zeros(3, 50, 50), target)
+    assert t["boxes"].tolist() == [[0, 0, 5, 5]] and t["labels"].tolist() == [1]
+
+
+def test_random_grayscale_gives_three_equal_channels_of_luma():
+    from facedet.data.transforms import RandomGrayscale, grayscale
+
+    image = torch.rand(3, 8, 9)
+    out, _ = RandomGrayscale(p=1.0)(image, make_target([]))
+    assert out.shape == image.shape
+    assert torch.allclose(out[0], out[1]) and torch.allclose(out[1], out[2])
+    assert torch.allclose(out[0], grayscale(image)[0])
+    same, _ = RandomGrayscale(p=0.0)(image, make_target([]))
+    assert same is image
+
+
+def test_face_recipe_puts_many_faces_in_the_small_range():
+    """The point of the recipe: a 60 px face in a 300 x 200 photo (a typical web photo) lands
+    at 10-40 px of the 320 input in a good share of the draws, and at 100+ px in others."""
+    g = torch.Generator().manual_seed(0)
+    pipeline = train_transforms(320, MEAN, STD, "face", generator=g)
+    sides = []
+    for _ in range(200):
+        image, t = pipeline(torch.rand(3, 200, 300), make_target([[120, 70, 180, 130]]))
+        assert image.shape == (3, 320, 320)
+        b = t["boxes"] * 320
+        sides += ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).sqrt().tolist()
+    sides = torch.tensor(sides)
+    assert sides.min() >= 5 - 1e-4  # DropSmallBoxes
+    assert ((sides >= 10) & (sides <= 40)).float().mean() > 0.2
+    assert (sides >= 100).float().mean() > 0.2

@@ -110,6 +110,12 @@ class DetectionDataset(Dataset):
         return image, target
 
 
+def collate_photos(batch: Sequence[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]:
+    """[(image (3, H_i, W_i), target), ...] -> ([images], [targets]): photos of any sizes, for
+    a Detector to resize as its rung needs (evaluation and inference)."""
+    return [image for image, _ in batch], [target for _, target in batch]
+
+
 def collate(batch: Sequence[tuple[Tensor, dict]]) -> tuple[Tensor, list[dict]]:
     """[(image (3, H, W), target), ...] -> (images (B, 3, H, W), [target, ...]).
 

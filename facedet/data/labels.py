@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from facedet.boxes import clip_boxes
 from facedet.errors import DataError
 
 # How far (pixels) a box may reach past the image edge and still count as ordinary
@@ -73,7 +74,7 @@ def sanitize_boxes(
     overshoot = torch.cat([-boxes[:, :2], boxes[:, 2:] - limits[2:]], dim=1).amax(dim=1)  # (N,)
     # Area is judged on the float32 boxes that are kept: a 1e-66 px side is positive in
     # float64 but rounds to zero in float32, and a zero side breaks log(h) in box encoders.
-    clipped = torch.minimum(boxes.clamp(min=0), limits).float()  # (N, 4)
+    clipped = clip_boxes(boxes, width, height).float()  # (N, 4)
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])  # (N,)
     return SanitizedBoxes(
         boxes=clipped,

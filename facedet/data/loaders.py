@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +20,7 @@ from facedet.data.dataset import DetectionDataset, collate
 from facedet.data.readers import read_dataset
 from facedet.data.record import Record
 from facedet.data.synthetic import ensure_synthetic
-from facedet.data.transforms import (
-    Compose,
-    Normalize,
-    ToFractional,
-    eval_transforms,
-    train_transforms,
-)
+from facedet.data.transforms import train_transforms
 from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 
@@ -101,8 +95,8 @@ def build_datasets(cfg: Config, detector: Detector) -> tuple[Dataset, Dataset, l
     size = cfg.model.image_size
     train = DetectionDataset(train_records, train_transforms(size, detector.mean, detector.std, cfg.data.augment),
                              skip_bad_images=cfg.data.skip_bad_images)
-    val = DetectionDataset(val_records, eval_transforms(size, detector.mean, detector.std),
-                           skip_bad_images=cfg.data.skip_bad_images)
+    # validation photos keep their own sizes: the detector resizes them as it would a user's photo
+    val = DetectionDataset(val_records, skip_bad_images=cfg.data.skip_bad_images)
     return train, val, names
 
 
@@ -156,7 +150,8 @@ class SeededDataset(Dataset):
             return self.dataset[index]
 
 
-def build_loader(dataset: Dataset, cfg: Config, train: bool, device: torch.device) -> DataLoader:
+def build_loader(dataset: Dataset, cfg: Config, train: bool, device: torch.device,
+                 collate_fn: Callable = collate) -> DataLoader:
     """Shuffled, augmented per (seed, epoch, index) and sharded under DDP for training;
     in order for evaluation.
 
@@ -166,7 +161,7 @@ def build_loader(dataset: Dataset, cfg: Config, train: bool, device: torch.devic
     reproducibility. The loader's own generator (only used to seed its workers) keeps the
     loader from drawing on torch's global random stream.
     """
-    common = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers, collate_fn=collate,
+    common = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers, collate_fn=collate_fn,
                   pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.train.seed))
     if not train:  # used once per epoch: its workers are started for each pass, never left behind
         return DataLoader(dataset, shuffle=False, **common)
@@ -184,10 +179,3 @@ def release_workers(loader: DataLoader) -> None:
     which then wait out a timeout. Dropping the loader's iterator stops them at once.
     """
     loader._iterator = None  # the persistent iterator; DataLoader has no public way to close it
-
-
-def inference_transforms(detector: Detector, image_size: int) -> Compose:
-    """Resize to the network input, or keep the whole image for models that scan it."""
-    if detector.fixed_input:
-        return eval_transforms(image_size, detector.mean, detector.std)
-    return Compose([ToFractional(), Normalize(detector.mean, detector.std)])

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from facedet.boxes import box_iou, clip_boxes, to_absolute, to_fractional
+from facedet.boxes import box_iou, clip_boxes, to_fractional
 from facedet.errors import ConfigError
 
 Target = dict  # {"boxes": (N, 4) "xyxy", "labels": (N,), "difficult": (N,), ...}
@@ -119,67 +119,6 @@ class Resize:
         return f"Resize(size={self.size})"
 
 
-class Letterbox:
-    """Resize keeping the aspect ratio, then pad to `size` (int or (h, w)) with `fill`.
-
-    The image is centred on the canvas. The target gets "letterbox_scale" (sx, sy) and
-    "letterbox_pad" (left, top) so that predictions can be mapped back with `undo_letterbox`.
-    """
-
-    def __init__(self, size: int | Sequence[int], fill: float | Sequence[float] = 0.0):
-        self.size = _size_hw(size)
-        self.fill = fill
-
-    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
-        h, w = image.shape[-2:]
-        out_h, out_w = self.size
-        ratio = min(out_h / h, out_w / w)
-        new_h, new_w = max(1, round(h * ratio)), max(1, round(w * ratio))
-        resized, target = Resize((new_h, new_w))(image, target)
-        left, top = (out_w - new_w) // 2, (out_h - new_h) // 2
-        canvas = _fill_tensor(self.fill, image.dtype).expand(3, out_h, out_w).clone()
-        canvas[:, top : top + new_h, left : left + new_w] = resized
-        shift = torch.tensor([left, top, left, top], dtype=torch.float32)
-        return canvas, {
-            **target,
-            "boxes": target["boxes"] + shift,
-            # exact per-axis ratios: rounding makes new_w / w and new_h / h differ slightly
-            "letterbox_scale": torch.tensor([new_w / w, new_h / h], dtype=torch.float32),
-            "letterbox_pad": torch.tensor([left, top], dtype=torch.float32),
-        }
-
-    def __repr__(self) -> str:
-        return f"Letterbox(size={self.size}, fill={self.fill})"
-
-
-def undo_letterbox(
-    boxes: Tensor,
-    scale: Tensor,
-    pad: Tensor,
-    input_size: Sequence[int] | None = None,
-    orig_size: Sequence[int] | None = None,
-) -> Tensor:
-    """Map boxes from the letterboxed network input back to the original image.
-
-    boxes:      (N, 4) "xyxy" in pixels of the letterboxed input, or FRACTIONAL of it when
-                `input_size` (h, w) of the input is given
-    scale, pad: target["letterbox_scale"] (sx, sy) and target["letterbox_pad"] (left, top)
-    orig_size:  (h, w) of the original image; when given, boxes are clipped to it
-    returns     (N, 4) "xyxy" in pixels of the original image
-    """
-    boxes = boxes.float()
-    if input_size is not None:
-        in_h, in_w = input_size
-        boxes = to_absolute(boxes, in_w, in_h)
-    sx, sy = scale.tolist()
-    left, top = pad.tolist()
-    boxes = (boxes - torch.tensor([left, top, left, top])) / torch.tensor([sx, sy, sx, sy])
-    if orig_size is not None:
-        h, w = (int(v) for v in orig_size)
-        boxes = clip_boxes(boxes, w, h)
-    return boxes
-
-
 class RandomHorizontalFlip:
     """Mirror left-right with probability p: x1' = W - x2, x2' = W - x1."""
 
@@ -233,9 +172,6 @@ class RandomZoomOut:
 
     def __repr__(self) -> str:
         return f"RandomZoomOut(p={self.p}, max_scale={self.max_scale}, fill={self.fill})"
-
-
-Expand = RandomZoomOut  # the name used in the SSD paper and Caffe
 
 
 class RandomMinIoUCrop:

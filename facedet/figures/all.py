@@ -164,6 +164,7 @@ def _training_chart(run_dir: Path, out: Path, dpi: int) -> Path | None:
 def _pr_curve(run: str, detector: Any, cfg: Any, out: Path, data: str, max_images: int,
               device: torch.device) -> tuple[Path, float]:
     """Evaluate a detection run on (up to max_images of) its validation split -> pr_<run>.png, AP."""
+    from facedet.data.dataset import collate_photos
     from facedet.data.loaders import build_datasets, build_loader
     from facedet.evaluation import evaluate_detections
     from facedet.plots import plot_pr_curves
@@ -173,8 +174,8 @@ def _pr_curve(run: str, detector: Any, cfg: Any, out: Path, data: str, max_image
         cfg.data.root, cfg.data.classes = data, "face"
     cfg.eval.max_images = max_images
     _, val_set, class_names = build_datasets(cfg, detector)
-    loader = build_loader(val_set, cfg, train=False, device=device)
-    found, truths = predict(detector, loader, device, cfg.eval, desc=f"evaluate {run}")
+    loader = build_loader(val_set, cfg, train=False, device=device, collate_fn=collate_photos)
+    found, truths = predict(detector, loader, cfg.eval, desc=f"evaluate {run}")
     result = evaluate_detections(found, truths, class_names, iou_thresholds=cfg.eval.iou_thresholds)
     where = Path(cfg.data.root).name or "synthetic"
     path = plot_pr_curves(result.pr_curves(), out / f"pr_{run}.png",
@@ -212,8 +213,9 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
             skipped.append(f"{name}: {err}")
 
     def classifier_figures() -> list[str]:
-        detector, cfg, _ = load_detector(runs / "classifier" / "best.pt", dev)
-        compare = {name.split("_")[1]: load_detector(runs / name / "best.pt", dev)[0].model
+        detector = load_detector(runs / "classifier" / "best.pt", dev)
+        cfg = detector.config
+        compare = {name.split("_")[1]: load_detector(runs / name / "best.pt", dev).model
                    for name in ("classifier_tight", "classifier_large") if name in present}
         root = data or cfg.data.root
         records, _ = load_records(DataConfig(root=root, classes="face"), split)
@@ -226,7 +228,7 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
         scanner = detector_from_classifier(detector, window_sizes=m.window_sizes, stride_fraction=m.window_stride,
                                            image_side=m.window_image_side)
         for photo_name, photo, boxes in photos:
-            before, after = detections.nms_before_after(scanner, photo, m.image_size, dev, min_score=0.5, nms_iou=0.3)
+            before, after = detections.nms_before_after(scanner, photo, min_score=0.5, nms_iou=0.3)
             windows = scanner.model.num_windows(photo.height, photo.width)
             path = detections.plot_before_after(
                 photo, before, after, out / f"sliding_window_{photo_name}.png", true_boxes_xyxy=boxes, dpi=pair_dpi,
@@ -237,7 +239,8 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
         return lines
 
     def classifier32_figures() -> list[str]:
-        detector, cfg, _ = load_detector(runs / "classifier32" / "best.pt", dev)
+        detector = load_detector(runs / "classifier32" / "best.pt", dev)
+        cfg = detector.config
         root = data or cfg.data.root
         records, _ = load_records(DataConfig(root=root, classes="face"), split)
         return classifier.draw_classifier_figures(detector, records[:200], [], out, feature_maps=0, framing=False,
@@ -248,7 +251,7 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
         loaded = {name: grid.load_grid_checkpoint(runs / name / "best.pt", dev)
                   for name in ("grid7", "grid14", "grid_cnn") if name in present}
         for photo_name, photo, boxes in photos:
-            probs = {name: grid.grid_probabilities(d, photo, size, dev) for name, (d, _, size) in loaded.items()}
+            probs = {name: grid.grid_probabilities(d, photo) for name, (d, _, _) in loaded.items()}
             for name, p in probs.items():
                 lines.append(str(grid.plot_probability_grid(photo, p, out / f"{name}_{photo_name}.png", 0.5, boxes,
                                                             title=f"{name}: {p.shape[-1]} x {p.shape[-1]} grid",
@@ -263,12 +266,12 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
 
     def nms_figures(name: str) -> Callable[[], list[str]]:
         def draw() -> list[str]:
-            detector, cfg, _ = load_detector(runs / name / "best.pt", dev)
+            detector = load_detector(runs / name / "best.pt", dev)
+            cfg = detector.config
             own = _photos(cfg.data.root, split, count) if name == "ssd300_bccd" else photos
             lines = []
             for photo_name, photo, boxes in own:
-                before, after = detections.nms_before_after(detector, photo, cfg.model.image_size, dev,
-                                                            min_score=0.3, nms_iou=0.45)
+                before, after = detections.nms_before_after(detector, photo, min_score=0.3, nms_iou=0.45)
                 lines.append(str(detections.plot_before_after(
                     photo, before, after, out / f"{name}_nms_{photo_name}.png", true_boxes_xyxy=boxes, dpi=pair_dpi,
                     title=f"{name}: every proposal scoring >= 0.3, then NMS at IoU 0.45")))
@@ -277,7 +280,8 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
 
     def pr_figure(name: str) -> Callable[[], list[str]]:
         def draw() -> list[str]:
-            detector, cfg, _ = load_detector(runs / name / "best.pt", dev)
+            detector = load_detector(runs / name / "best.pt", dev)
+            cfg = detector.config
             path, ap = _pr_curve(name, detector, cfg, out, "" if name == "ssd300_bccd" else data, max_images, dev)
             return [f"{path}  mAP50={ap:.3f}"]
         return draw

@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     device = select_device(args.device)
-    detector, cfg, _ = load_detector(args.checkpoint, device)
+    detector = load_detector(args.checkpoint, device)
+    cfg = detector.config
     if detector.task != "classification":
         raise CheckpointError(f"{args.checkpoint}: a '{detector.task}' model, expected a classifier checkpoint")
     others: dict[str, nn.Module] = {}
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         name, sep, path = item.partition("=")
         if not sep:
             raise ConfigError(f"--compare '{item}': expected NAME=CHECKPOINT")
-        others[name] = load_detector(path, device)[0].model
+        others[name] = load_detector(path, device).model
 
     records, _ = read_dataset(args.data, args.split)
     records = records[: args.max_images]

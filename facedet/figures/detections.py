@@ -28,6 +28,8 @@ from PIL import Image
 from torch import Tensor
 
 from facedet.boxes import box_convert, clip_boxes, nms
+from facedet.models.detector import to_image_tensor
+from facedet.models.sliding_window import sliding_window_postprocess
 
 OUTLINED = [patheffects.withStroke(linewidth=2, foreground="black")]
 
@@ -54,28 +56,20 @@ def toy_candidates(true_boxes_xyxy: Tensor, per_face: int = 6, spurious: int = 3
 
 
 @torch.no_grad()
-def nms_before_after(detector: Any, image: Image.Image, image_size: int, device: torch.device | str = "cpu",
-                     min_score: float = 0.3, nms_iou: float = 0.45) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+def nms_before_after(detector: Any, image: Image.Image, min_score: float = 0.3,
+                     nms_iou: float = 0.45) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """One photo through a detector: (proposals, detections), each {"boxes" (K, 4) "xyxy" pixels,
     "scores" (K,)}.
 
-    The model runs once; its post-processor runs twice, with nms_iou=1.0 (an IoU is never above
+    The detector runs twice (its one inference path), with nms_iou=1.0 (an IoU is never above
     1, so NMS removes nothing: every box scoring >= min_score) and with `nms_iou`. The sliding
     window's extra "nested window" pass is switched off for the proposals too.
     """
-    from facedet.data.dataset import image_to_tensor
-    from facedet.data.loaders import inference_transforms
-    from facedet.models.sliding_window import sliding_window_postprocess
-
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-             "difficult": torch.zeros(0, dtype=torch.bool)}
-    inputs, _ = inference_transforms(detector, image_size)(image_to_tensor(image.convert("RGB")), empty)
-    outputs = detector.model.eval()(inputs[None].to(device))
+    photo = to_image_tensor(image)
     extra = {"max_contained": None} if detector.postprocess is sliding_window_postprocess else {}
-    raw = detector.postprocess(outputs, min_score=min_score, nms_iou=1.0, top_k=100_000, **extra)[0]
-    kept = detector.postprocess(outputs, min_score=min_score, nms_iou=nms_iou)[0]
-    scale = torch.tensor([image.width, image.height] * 2, dtype=torch.float32)
-    return tuple({"boxes": d["boxes"].float().cpu() * scale, "scores": d["scores"].float().cpu()} for d in (raw, kept))
+    raw = detector.detect_tensors([photo], min_score=min_score, nms_iou=1.0, top_k=100_000, options=extra)[0]
+    kept = detector.detect_tensors([photo], min_score=min_score, nms_iou=nms_iou)[0]
+    return tuple({"boxes": d["boxes"], "scores": d["scores"]} for d in (raw, kept))
 
 
 def _draw(ax: Axes, pixels: np.ndarray, boxes: Tensor, scores: Tensor, colours: ScalarMappable, labels: bool) -> None:

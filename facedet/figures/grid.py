@@ -38,6 +38,7 @@ from PIL import Image
 from torch import Tensor
 
 from facedet.boxes import to_absolute, to_fractional
+from facedet.models.detector import to_image_tensor
 from facedet.models.grid import GridPostprocess, truth_matrix
 
 ImageLike = Image.Image | Tensor
@@ -362,22 +363,18 @@ def load_grid_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple
     from facedet.checkpoint import load_detector
     from facedet.errors import CheckpointError
 
-    detector, cfg, _ = load_detector(path, device)
+    detector = load_detector(path, device)
+    cfg = detector.config
     if not isinstance(detector.postprocess, GridPostprocess):
         raise CheckpointError(f"{path}: a '{cfg.model.name}' checkpoint; expected a grid model (grid_simple or grid_cnn)")
     return detector, cfg.model.griddim, cfg.model.image_size
 
 
 @torch.no_grad()
-def grid_probabilities(detector: Any, image: Image.Image, image_size: int, device: torch.device) -> Tensor:
-    """One photo through a grid detector: resize to image_size, normalise, forward -> probs (S, S) on the CPU."""
-    from facedet.data.dataset import image_to_tensor
-    from facedet.data.loaders import inference_transforms
-
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-             "difficult": torch.zeros(0, dtype=torch.bool)}
-    inputs, _ = inference_transforms(detector, image_size)(image_to_tensor(image), empty)   # (3, size, size)
-    return detector.model(inputs[None].to(device))[0].float().cpu()                         # (S, S)
+def grid_probabilities(detector: Any, image: Image.Image) -> Tensor:
+    """One photo through a grid detector: resized to its input, normalised, forward -> probs (S, S) on the CPU."""
+    inputs = detector.prepare(to_image_tensor(image))                                         # (3, size, size)
+    return detector.model(inputs[None].to(detector.device))[0].float().cpu()                # (S, S)
 
 
 def _photos(args: argparse.Namespace) -> list[tuple[str, Image.Image, Tensor | None]]:
@@ -427,12 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, photo, boxes in _photos(args):
         if boxes is not None:
             written.append(plot_truth_matrix(photo, boxes, S, out / f"truth_matrix_{name}.png", dpi=args.dpi))
-        probs = grid_probabilities(first, photo, size, device)                                # (S, S)
+        probs = grid_probabilities(first, photo)                                # (S, S)
         written.append(plot_probability_grid(photo, probs, out / f"grid{S}_{name}.png", args.threshold, boxes,
                                              dpi=args.dpi))
         if second is not None:
             detector2, _, size2 = second
-            probs2 = grid_probabilities(detector2, photo, size2, device)                      # (S2, S2)
+            probs2 = grid_probabilities(detector2, photo)                      # (S2, S2)
             written.append(plot_combined(photo, probs, probs2, out / f"combined_{name}.png", args.threshold, boxes,
                                          dpi=args.dpi))
     written.append(plot_touching_failure(out / "touching_failure.png", threshold=args.threshold, dpi=args.dpi))

@@ -1,23 +1,26 @@
 """The default face detector: the ladder's best idea (SSD) made small enough to ship.
 
 SSD300 (rung 5) answers every limit of the rungs below it, but its VGG16 base costs 24 M
-parameters and ~390 ms per photo on a CPU, and its priors were chosen for PASCAL objects
-(from 30 px to the whole image, aspect ratios 1/3 to 3). Faces are narrower in kind: nearly
-square (a little taller than wide), often small, never wider than tall by much. FaceSSD keeps
-SSD's recipe unchanged (priors on several feature maps, MultiBoxLoss with hard negative
-mining, SSDPostprocess) and changes only the two things that faces let us change:
+parameters and ~390 ms per photo on a CPU, its priors were chosen for PASCAL objects (from
+30 px to the whole image, aspect ratios 1/3 to 3), and it sees every photo stretched to
+300 x 300, where a 50 px face of a 600 px group photo shrinks to 25 px. Faces are narrower in
+kind: nearly square, often small. FaceSSD keeps SSD's recipe (priors on several feature maps,
+MultiBoxLoss with hard negative mining, SSDPostprocess) and changes what faces let us change:
 
   * a slim MobileNet-style base (3x3 depthwise + 1x1 pointwise convolutions, BatchNorm,
-    ReLU) giving feature maps at strides 8, 16, 32 and 64;
-  * face-shaped priors: a square and a 1.25-tall box at two or three sizes per map,
-    from 16 px to 256 px on the 320 x 320 input.
+    ReLU) giving feature maps at strides 8, 16, 32 and 64, with a feature pyramid's top-down
+    path into the two finest maps;
+  * square priors whose sides are PIXELS, from 10 px (stride 8) to 256 px (stride 64);
+  * fully convolutional: trained on 320 x 320 square crops, it runs on a photo of any size
+    (facedet.models.detector, policy "scalable"), with the priors of that photo's own grid.
 
 The same design drives the widely used "Ultra-Light-Fast-Generic-Face-Detector-1MB" and
-FaceBoxes. Read top to bottom:
-  1. priors        - `FACE_PRIOR_MAPS`, `make_face_priors(image_size)`
-  2. model         - `FaceSSD`: base + one 3x3 prediction conv per map for offsets and scores
-  3. criterion     - ssd.MultiBoxLoss with these priors (reused, not rewritten)
-  4. post-process  - ssd.SSDPostprocess with these priors (reused)
+FaceBoxes; the 0.35 matching threshold and the square training crops are S3FD's and
+RetinaFace's. Read top to bottom:
+  1. priors        - `FACE_PRIOR_MAPS`, `make_face_priors(height, width)`
+  2. model         - `FaceSSD`: base + FPN path + one 3x3 prediction conv per map for offsets and scores
+  3. criterion     - ssd.MultiBoxLoss with the priors of the training crop (reused, not rewritten)
+  4. post-process  - ssd.SSDPostprocess with the priors of each input size (reused)
   5. builder       - `build_face_ssd(cfg) -> Detector`
 
 As in SSD, score column 0 is background and column 1 is face; boxes are fractional.
@@ -56,13 +59,22 @@ FACE_PRIOR_MAPS: tuple[tuple[int, tuple[int, ...]], ...] = (
     (32, (64, 96)),
     (64, (128, 192, 256)),
 )
-# Aspect ratios h / w of the priors of each size: a square and a taller box of the same area.
-# Face boxes are a little taller than wide (faces-mask: median h/w about 1.2; the
-# brow-to-chin boxes of faces-caltech are close to square), hence 1.25.
+# Aspect ratios h / w of the priors of each size. Squares only: face boxes are at most a little
+# taller than wide (faces-mask: median h/w about 1.2; faces-caltech's brow-to-chin boxes are
+# close to square), and a square and a 1.25-tall box of the same area and centre overlap by
+# IoU 0.8, which the box regression covers. One aspect instead of two halves the prediction
+# convolutions, the costliest layers at stride 8 on a 640 px photo.
 FACE_ASPECTS: tuple[float, ...] = (1.0,)
 # The coarsest stride: network inputs are padded to a multiple of it, so every map's cells
 # tile the input exactly.
 INPUT_MULTIPLE = 64
+# By default a photo keeps its own resolution, and one whose longer side exceeds this is
+# shrunk to it: a 4000 px photo costs what a 640 px one does, and its faces (as photographed
+# by people, rarely under 1/60 of the frame) stay above the 10 px priors. Photos are never
+# enlarged by default: on the validation sets, enlarging small photos to 640 px found more of
+# the tiniest faces but scored lower AP (many more false alarms on upscaled texture).
+# `facedet.infer --size N` resizes to N either way; `--size native` never shrinks.
+DEFAULT_MAX_SIZE = 640
 
 
 def priors_per_cell() -> tuple[int, ...]:
@@ -75,7 +87,7 @@ def make_face_priors(height: int, width: int | None = None) -> Tensor:
     fractional of that input, clamped to [0, 1].
 
     Order = order of the concatenated predictions: map by map (stride 8 first), cells row by
-    row, and in each cell side by side (smallest first), each side as a square then tall.
+    row, and in each cell side by side (smallest first), each side in every aspect of FACE_ASPECTS.
     A prior of side s px and aspect a = h / w has w = s / sqrt(a), h = s * sqrt(a) (area s^2).
     P = 40*40*6 + 20*20*4 + 10*10*4 + 5*5*6 = 11,750 for 320 x 320.
 
@@ -213,8 +225,7 @@ def build_face_ssd(cfg) -> Detector:
                              neg_pos_ratio=getattr(cfg, "neg_pos_ratio", 3.0), loss=loss,
                              focal_alpha=getattr(cfg, "focal_alpha", 0.25),
                              focal_gamma=getattr(cfg, "focal_gamma", 2.0))
-    postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax")
-    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax", prior_fn=make_face_priors)
+    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size,
+                    input_policy="scalable", max_size=DEFAULT_MAX_SIZE, size_multiple=INPUT_MULTIPLE)
 
-
-build = build_face_ssd  # the name every rung file exposes

@@ -240,8 +240,5 @@ def build_fastai_ssd(cfg) -> Detector:
     criterion = FastaiSSDLoss(anchors, cell_sizes, loss=loss,
                               focal_alpha=getattr(cfg, "focal_alpha", 0.25),
                               focal_gamma=getattr(cfg, "focal_gamma", 2.0))
-    return Detector(model, criterion, FastaiSSDPostprocess(anchors, cell_sizes),
+    return Detector(model, criterion, FastaiSSDPostprocess(anchors, cell_sizes), image_size=cfg.image_size,
                     mean=IMAGENET_MEAN, std=IMAGENET_STD)
-
-
-build = build_fastai_ssd  # the name every rung file exposes

@@ -20,13 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.boxes import box_convert, label_components
-from facedet.errors import ConfigError, NonFiniteLossError
+from facedet.boxes import box_convert, component_boxes, label_components
+from facedet.errors import ConfigError
 from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
-from facedet.models.yolo_face import LEAKY_SLOPE, feature_size, yolo_face_features
+from facedet.models.yolo_face import LEAKY_SLOPE, binary_cross_entropy, feature_size, yolo_face_features
 
 # --------------------------------------------------------------------------- models
 
@@ -186,10 +185,9 @@ class GridLoss(nn.Module):
             truth = targets.to(outputs.device, outputs.dtype)
         else:
             truth = truth_matrices(targets, self.griddim, outputs.device).to(outputs.dtype)
-        if not torch.isfinite(outputs).all():
-            # F.binary_cross_entropy refuses NaN inputs with a generic message; name the term instead
-            raise NonFiniteLossError("GridLoss: term 'bce' is nan (NaN/inf in the model outputs)")
-        return {"bce": F.binary_cross_entropy(outputs, truth)}
+        # YOLO-face's written-out BCE, not F.binary_cross_entropy, which refuses NaN inputs (a
+        # device assert on CUDA): a NaN output gives a NaN term, which the trainer names
+        return {"bce": binary_cross_entropy(outputs, truth).mean()}
 
 
 # --------------------------------------------------------------------------- post-processing
@@ -199,8 +197,9 @@ class GridPostprocess:
     """Cell probabilities -> boxes: one box per connected group of confident cells.
 
     Cells with p >= cell_threshold are foreground; 8-neighbour connected-component labelling
-    (facedet.boxes.label_components) groups them, and each group becomes the smallest
-    box holding its cells, in fractional "xyxy" (cell column j spans [j / S, (j + 1) / S]).
+    (facedet.boxes.label_components) groups them, and each group becomes the smallest box
+    holding its cells (facedet.boxes.component_boxes), in fractional "xyxy" (cell column j
+    spans [j / S, (j + 1) / S]).
     Its score is the mean probability of its cells; the label is always 0 (face).
     `min_score` then filters components by that score, so evaluation at min_score 0.01
     ranks the same components instead of merging every faintly positive cell into one.
@@ -225,20 +224,14 @@ class GridPostprocess:
         nms_iou is accepted for a uniform call and ignored: components never share a cell.
         """
         S = outputs.shape[1]
-        rows = torch.arange(S, device=outputs.device).repeat_interleave(S)   # (S*S,) row of each cell
-        cols = torch.arange(S, device=outputs.device).repeat(S)              # (S*S,) column of each cell
         detections = []
         for probs in outputs:  # one labelling per image
             components, K = label_components(probs >= self.cell_threshold, connectivity=8)
+            boxes = component_boxes(components, K).to(probs.dtype) / S       # (K, 4) cells -> fractional
             ids = components.flatten() - 1                                   # (S*S,) -1 = background
             fg = ids >= 0
-            ids, p, r, c = ids[fg], probs.flatten()[fg], rows[fg], cols[fg]
-            # per component: min / max row and column of its cells, and the sum of its probabilities
-            x1 = torch.full((K,), S, device=outputs.device).scatter_reduce(0, ids, c, "amin")
-            y1 = torch.full((K,), S, device=outputs.device).scatter_reduce(0, ids, r, "amin")
-            x2 = torch.zeros(K, dtype=torch.long, device=outputs.device).scatter_reduce(0, ids, c + 1, "amax")
-            y2 = torch.zeros(K, dtype=torch.long, device=outputs.device).scatter_reduce(0, ids, r + 1, "amax")
-            boxes = torch.stack([x1, y1, x2, y2], dim=-1).to(probs.dtype) / S  # (K, 4) fractional
+            ids, p = ids[fg], probs.flatten()[fg]
+            # score of a component: the mean probability of its cells
             scores = torch.zeros(K, dtype=probs.dtype, device=outputs.device).index_add(0, ids, p)
             scores = scores / torch.bincount(ids, minlength=K).clamp(min=1)
             order = scores.argsort(descending=True)[:top_k]
@@ -271,11 +264,13 @@ def build_grid_simple(cfg: Any) -> Detector:
     """
     _check_single_class(cfg, "grid_simple")
     model = GridSimpleCNNModel(cfg.griddim, cfg.image_size)
-    return Detector(model, GridLoss(cfg.griddim), GridPostprocess(cfg.griddim), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return Detector(model, GridLoss(cfg.griddim), GridPostprocess(cfg.griddim), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                    image_size=cfg.image_size)
 
 
 def build_grid_cnn(cfg: Any) -> Detector:
     """Config -> Detector with GridCNNModel (YOLO-face stack); reads cfg.griddim and image_size."""
     _check_single_class(cfg, "grid_cnn")
     model = GridCNNModel(cfg.griddim, cfg.image_size)
-    return Detector(model, GridLoss(cfg.griddim), GridPostprocess(cfg.griddim), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return Detector(model, GridLoss(cfg.griddim), GridPostprocess(cfg.griddim), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                    image_size=cfg.image_size)

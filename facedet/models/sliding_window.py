@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.boxes import batched_nms
+from facedet.boxes import batched_nms, box_area, box_intersection
 from facedet.errors import ConfigError, FacedetError
 from facedet.models.detector import Detector
 
@@ -198,10 +198,8 @@ def suppress_nested(boxes: Tensor, groups: Tensor, max_contained: float) -> Tens
     "summarises boxes at very different resolutions". One vectorised pass: a box goes when
     ANY higher-scoring box contains it, even one that is itself dropped.
     """
-    top_left = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])                    # (K, K, 2)
-    bottom_right = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)                          # (K, K)
-    area = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0).prod(dim=1)                       # (K,)
+    inter = box_intersection(boxes[:, None, :], boxes[None, :, :])                      # (K, K)
+    area = box_area(boxes)                                                              # (K,)
     smaller = torch.minimum(area[:, None], area[None, :]).clamp(min=1e-12)
     higher = torch.ones_like(inter, dtype=torch.bool).triu(diagonal=1)                   # row i scores above column j
     nested = (inter / smaller >= max_contained) & higher & (groups[:, None] == groups[None, :])
@@ -262,8 +260,5 @@ def detector_from_classifier(classifier: Detector, **options: Any) -> Detector:
     window = getattr(classifier.model, "image_size", 128)
     scanner = SlidingWindowDetector(classifier.model, window=window, **options)
     return Detector(model=scanner, criterion=NotTrainable(), postprocess=sliding_window_postprocess,
-                    task="detection", mean=classifier.mean, std=classifier.std, fixed_input=False)
-
-
-# the name the brief and the other rung files use for builders
-build_sliding_window = detector_from_classifier
+                    task="detection", mean=classifier.mean, std=classifier.std, input_policy="whole",
+                    image_size=classifier.image_size)

@@ -16,13 +16,13 @@ Boxes are fractional (0..1 of the 300x300 input); the format is named where it m
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.boxes import box_area, box_convert, box_iou, decode, encode
+from facedet.boxes import box_convert, box_iou, decode, encode, greedy_nms_mask
 from facedet.errors import ConfigError
 from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
 
@@ -379,61 +379,6 @@ class MultiBoxLoss(nn.Module):
 # --------------------------------------------------------------------------- 4. post-process
 
 
-def box_iou_batched(a: Tensor, b: Tensor) -> Tensor:
-    """IoU within each group: (G, N, 4), (G, M, 4) "xyxy" -> (G, N, M).
-
-    The arithmetic of facedet.boxes.box_iou step for step (so both give the same bits),
-    batched over the leading dimension and done one coordinate at a time, which keeps
-    every intermediate a contiguous (G, N, M) tensor (several times faster on CPU).
-    """
-    ax1, ay1, ax2, ay2 = (t.unsqueeze(2) for t in a.unbind(-1))  # (G, N, 1) each
-    bx1, by1, bx2, by2 = (t.unsqueeze(1) for t in b.unbind(-1))  # (G, 1, M) each
-    w = (torch.min(ax2, bx2) - torch.max(ax1, bx1)).clamp_(min=0)  # (G, N, M)
-    h = (torch.min(ay2, by2) - torch.max(ay1, by1)).clamp_(min=0)
-    inter = w * h
-    union = box_area(a)[:, :, None] + box_area(b)[:, None, :] - inter
-    return inter / union.clamp_(min=torch.finfo(union.dtype).tiny)
-
-
-# Entries of the (groups, K, K) IoU matrix built at once: 2^26 floats = 256 MB. A barely
-# trained model scores every prior above min_score 0.01, so K can reach all 8732 priors
-# (305 MB per group); without this bound a validation batch of 16 images x 3 classes asked
-# for 14 GB.
-MAX_IOU_ENTRIES = 1 << 26
-
-
-def greedy_nms_mask(boxes: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy NMS in many groups at once, without a loop over boxes.
-
-    boxes (G, K, 4) "xyxy" sorted by decreasing score in each group, valid (G, K) bool.
-    returns keep (G, K) bool: exactly what the one-box-at-a-time greedy loop keeps.
-
-    Box i is kept iff no *kept* earlier box j overlaps it by more than the threshold.
-    Start from "keep everything" and re-apply that rule to all boxes at once until nothing
-    changes: after t rounds the first t boxes of each group are final, and the rule has a
-    single fixed point, the greedy answer. Usually a handful of rounds, at most K.
-    Groups are taken in chunks of at most MAX_IOU_ENTRIES IoU entries (one chunk at the
-    evaluation settings; several only when K is in the thousands).
-    """
-    g, k = boxes.shape[:2]
-    per_chunk = max(1, MAX_IOU_ENTRIES // max(1, k * k))
-    if g > per_chunk:
-        return torch.cat([greedy_nms_mask(boxes[i:i + per_chunk], valid[i:i + per_chunk], iou_threshold)
-                          for i in range(0, g, per_chunk)])
-    earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # j < i
-    overlaps = box_iou_batched(boxes, boxes) > iou_threshold  # (G, K, K)
-    suppresses = (overlaps & earlier & valid.unsqueeze(2)).float()  # [g, j, i]: j removes i
-    keep = valid.clone()
-    for _ in range(k):
-        # (G, 1, K) @ (G, K, K): how many kept earlier boxes overlap each box
-        hits = torch.bmm(keep.unsqueeze(1).float(), suppresses).squeeze(1)  # (G, K)
-        new_keep = valid & (hits == 0)
-        if torch.equal(new_keep, keep):
-            break
-        keep = new_keep
-    return keep
-
-
 def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: float,
                    top_k: int, candidates: int | None = None) -> list[dict[str, Tensor]]:
     """Per-class score filter + per-class NMS + top_k, for a batch, all classes at once.
@@ -441,11 +386,12 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: flo
     boxes  (B, P, 4) "xyxy" (one box per prior, shared by the classes)
     scores (B, P, C) probabilities of the C object classes (no background column)
     Every (image, class) pair is a group: its boxes scoring > min_score, best first.
-    Only the best `candidates` of each group enter one padded NMS. The top_k boxes of an
-    image are shared by its C classes, so the default is 4 * top_k / C (at most top_k):
-    the IoU work grows with its square. A group cut short could still own a box of the
-    final top_k if most of its candidates were suppressed; when that can happen the cut is
-    doubled and NMS redone, so the result is always that of NMS on every candidate.
+    Only the best `candidates` of each group enter one padded NMS (facedet.boxes'
+    `greedy_nms_mask`, all groups at once). The top_k boxes of an image are shared by its
+    C classes, so the default is 4 * top_k / C (at most top_k): the IoU work grows with its
+    square. A group cut short could still own a box of the final top_k if most of its
+    candidates were suppressed; when that can happen the cut is doubled and NMS redone, so
+    the result is always that of NMS on every candidate.
     returns per image {"boxes" (K, 4) "xyxy", "scores" (K,), "labels" (K,) 0-based},
     K <= top_k, sorted by decreasing score.
     """
@@ -499,19 +445,34 @@ class SSDPostprocess:
     """
 
     def __init__(self, priors: Tensor, variances: tuple[float, float] = (0.1, 0.2),
-                 score: str = "softmax") -> None:
+                 score: str = "softmax", prior_fn: Callable[[int, int], Tensor] | None = None) -> None:
         if score not in ("softmax", "sigmoid"):
             raise ConfigError(f"postprocess score={score!r}: expected 'softmax' or 'sigmoid'")
         self.priors = priors
         self.variances = variances
         self.score = score
+        self.prior_fn = prior_fn  # (height, width) -> priors of that input: fully convolutional models
+        self._priors_by_size: dict[tuple[int, int], Tensor] = {}
+
+    def priors_for(self, input_hw: tuple[int, int] | None) -> Tensor:
+        """The priors of an input of `input_hw` (cached per size); the fixed ones when None."""
+        if input_hw is None:
+            return self.priors
+        if self.prior_fn is None:
+            raise ConfigError("this SSD has one fixed input size; it cannot take input_hw")
+        key = (int(input_hw[0]), int(input_hw[1]))
+        if key not in self._priors_by_size:
+            if len(self._priors_by_size) >= 16:  # photos of many sizes: keep the cache small
+                self._priors_by_size.clear()
+            self._priors_by_size[key] = self.prior_fn(*key)
+        return self._priors_by_size[key]
 
     @torch.no_grad()
     def __call__(self, outputs: tuple[Tensor, Tensor], min_score: float = 0.01,
-                 nms_iou: float = 0.45, top_k: int = 200,
-                 candidates: int | None = None) -> list[dict[str, Tensor]]:
+                 nms_iou: float = 0.45, top_k: int = 200, candidates: int | None = None,
+                 input_hw: tuple[int, int] | None = None) -> list[dict[str, Tensor]]:
         pred_locs, pred_scores = outputs
-        priors = self.priors.to(pred_locs.device)
+        priors = self.priors_for(input_hw).to(pred_locs.device)
         boxes = box_convert(decode(pred_locs, priors, self.variances), "cxcywh", "xyxy")
         if self.score == "softmax":
             probs = pred_scores.softmax(dim=-1)[..., 1:]  # drop the background column
@@ -546,7 +507,4 @@ def build_ssd300(cfg) -> Detector:
                              focal_alpha=getattr(cfg, "focal_alpha", 0.25),
                              focal_gamma=getattr(cfg, "focal_gamma", 2.0))
     postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax")
-    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-
-
-build = build_ssd300  # the name every rung file exposes
+    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=300)

@@ -1,0 +1,107 @@
+"""Choose a checkpoint's default score threshold on validation data and store it in the checkpoint.
+
+    python -m facedet.calibrate --checkpoint runs/face_default/best.pt \
+        --data $FACEDET_DATA/faces-caltech --data $FACEDET_DATA/faces-mask --precision 0.9
+
+A score threshold trades missed faces for false alarms, and a network's scores are not
+probabilities of being right: where 0.5 falls depends on the model and the data. The rule
+here is the one a user can read off: on every validation set, the lowest threshold whose
+detections are still at least `--precision` right (IoU >= 0.5 with a labelled face); the
+stored threshold is the highest of those, so each set keeps that precision. The detector
+runs exactly as `facedet.infer` runs it (its default size). The checkpoint gains
+
+    "operating_point": {"min_score", "rule", "precision_target", "per_set": {name: precision,
+                        recall, recall by face size}}
+
+which `facedet.load` and `facedet.infer` use as the default `min_score`.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from facedet.checkpoint import atomic_save, load, load_checkpoint
+from facedet.cli import run_cli, select_device
+from facedet.config import DataConfig, EvalConfig
+from facedet.data.dataset import DetectionDataset, collate_photos
+from facedet.data.loaders import load_records
+from facedet.errors import ConfigError
+from facedet.evaluation import operating_point, threshold_for_precision
+from facedet.models.detector import Detector
+from facedet.predict import predict
+
+
+def validation_detections(detector: Detector, root: str, split: str, classes: str,
+                          workers: int = 2) -> tuple[list[dict], list[dict]]:
+    """The detector's detections (min_score 0.01, as infer runs it otherwise) and the truths of one set."""
+    records, names = load_records(DataConfig(root=root, classes=classes), split)
+    if len(names) != len(detector.class_names):
+        raise ConfigError(f"{root}: the data has classes {names}, the checkpoint {detector.class_names}; "
+                          "pass --classes face for face data")
+    loader = torch.utils.data.DataLoader(DetectionDataset(records), batch_size=8, num_workers=workers,
+                                         collate_fn=collate_photos)
+    return predict(detector, loader, EvalConfig(min_score=0.01), desc=f"detect {Path(root).name}")
+
+
+def calibrate(detector: Detector, roots: list[str], split: str = "val", classes: str = "face",
+              precision: float = 0.9, workers: int = 2) -> dict:
+    """The operating point (see the module docstring) as the dict stored in checkpoints."""
+    found = {Path(root.rstrip("/")).name: validation_detections(detector, root, split, classes, workers)
+             for root in roots}
+    num_classes = len(detector.class_names)
+    per_set_threshold = {name: threshold_for_precision(dets, truths, num_classes, precision)
+                         for name, (dets, truths) in found.items()}
+    min_score = max(per_set_threshold.values())
+    per_set = {}
+    for name, (dets, truths) in found.items():
+        point = operating_point(dets, truths, num_classes, min_score)
+        per_set[name] = {**point.as_dict(), "own_threshold": per_set_threshold[name], "images": len(dets)}
+    return {"min_score": float(min_score),
+            "rule": f"lowest score with precision >= {precision:g} at IoU 0.5 on {' and '.join(found)} {split}",
+            "precision_target": precision, "max_size": detector.max_size, "per_set": per_set}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m facedet.calibrate",
+        description="Choose a checkpoint's default min score on validation data (the lowest threshold that "
+        "keeps --precision on every --data set) and store it in the checkpoint; facedet.infer and "
+        "facedet.load then use it.",
+        epilog="Example: python -m facedet.calibrate --checkpoint runs/face_default/best.pt "
+        "--data $FACEDET_DATA/faces-caltech --data $FACEDET_DATA/faces-mask",
+    )
+    parser.add_argument("--checkpoint", required=True, help="the facedet checkpoint to calibrate")
+    parser.add_argument("--data", action="append", required=True, metavar="FOLDER",
+                        help="a validation data set folder; repeat for several (each must keep the precision)")
+    parser.add_argument("--split", default="val", help="split to calibrate on (default val)")
+    parser.add_argument("--classes", default="face", help="data.classes for reading the sets (default face)")
+    parser.add_argument("--precision", type=float, default=0.9, help="precision to keep, 0-1 (default 0.9)")
+    parser.add_argument("--out", help="write the calibrated checkpoint here (default: replace --checkpoint)")
+    parser.add_argument("--workers", type=int, default=2, help="data-loading workers (default 2)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not 0.0 < args.precision <= 1.0:
+        raise ConfigError(f"--precision {args.precision}: expected a value in (0, 1]")
+    detector = load(args.checkpoint, select_device(args.device))
+    point = calibrate(detector, args.data, args.split, args.classes, args.precision, args.workers)
+    state = load_checkpoint(args.checkpoint)
+    state["operating_point"] = point
+    out = Path(args.out or args.checkpoint)
+    atomic_save(state, out)
+    print(f"min score {point['min_score']:.4f}: {point['rule']}")
+    for name, row in point["per_set"].items():
+        sizes = ", ".join(f"{k} {f}/{n}" for k, (f, n) in row["recall_by_size"].items() if n)
+        print(f"  {name}: precision {row['precision']:.3f}, recall {row['recall']:.3f} "
+              f"(own threshold {row['own_threshold']:.3f}); found by size: {sizes}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,101 @@
+"""Operating points: precision and recall at one threshold, recall by face size, calibration."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from facedet import calibrate
+from facedet.checkpoint import atomic_save, load, load_checkpoint
+from facedet.cli import run_cli
+from facedet.config import load_config, to_dict
+from facedet.data.synthetic import ensure_synthetic
+from facedet.evaluation import SIZE_BINS, operating_point, score_curve, size_bin_name, threshold_for_precision
+from facedet.models import build_model
+
+
+def det(boxes, scores):
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "scores": torch.tensor(scores, dtype=torch.float32), "labels": torch.zeros(len(scores), dtype=torch.long)}
+
+
+def gt(boxes, difficult=None):
+    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    out = {"boxes": boxes, "labels": torch.zeros(len(boxes), dtype=torch.long)}
+    if difficult is not None:
+        out["difficult"] = torch.tensor(difficult)
+    return out
+
+
+# one photo: faces of 10, 40 and 200 px; detections TP (0.9), FP (0.8), TP (0.6), TP (0.2)
+FACES = gt([[0, 0, 10, 10], [100, 100, 140, 140], [300, 300, 500, 500]])
+FOUND = det([[0, 0, 10, 10], [50, 50, 60, 60], [100, 100, 140, 140], [300, 300, 500, 500]], [0.9, 0.8, 0.6, 0.2])
+
+
+def test_score_curve_by_hand():
+    scores, precision, recall = score_curve([FOUND], [FACES], 1)
+    assert scores.tolist() == pytest.approx([0.9, 0.8, 0.6, 0.2])
+    assert precision.tolist() == pytest.approx([1, 1 / 2, 2 / 3, 3 / 4])
+    assert recall.tolist() == pytest.approx([1 / 3, 1 / 3, 2 / 3, 1])
+
+
+def test_tied_scores_share_the_counts_of_the_whole_tie():
+    found = det([[0, 0, 10, 10], [50, 50, 60, 60]], [0.5, 0.5])  # a TP and a FP, tied
+    scores, precision, recall = score_curve([found], [gt([[0, 0, 10, 10]])], 1)
+    assert precision.tolist() == [0.5, 0.5] and recall.tolist() == [1.0, 1.0]
+
+
+def test_threshold_for_precision_is_the_lowest_that_keeps_it():
+    assert threshold_for_precision([FOUND], [FACES], 1, precision=0.7) == pytest.approx(0.2)  # 3/4 at 0.2
+    assert threshold_for_precision([FOUND], [FACES], 1, precision=0.9) == pytest.approx(0.9)
+    assert threshold_for_precision([det([[50, 50, 60, 60]], [0.8])], [FACES], 1, precision=0.5) == 1.0  # never
+
+
+def test_operating_point_and_recall_by_size_by_hand():
+    point = operating_point([FOUND], [FACES], 1, min_score=0.5)
+    assert (point.true_positives, point.false_positives, point.num_gt) == (2, 1, 3)
+    assert point.precision == pytest.approx(2 / 3) and point.recall == pytest.approx(2 / 3)
+    by_size = point.recall_by_size
+    assert list(by_size) == [size_bin_name(*b) for b in SIZE_BINS]
+    assert by_size["< 16 px"] == (1, 1) and by_size["32-64 px"] == (1, 1) and by_size[">= 128 px"] == (0, 1)
+    assert by_size["16-32 px"] == (0, 0)
+    # a detection scoring exactly min_score is kept
+    assert operating_point([FOUND], [FACES], 1, min_score=0.2).recall == pytest.approx(1.0)
+
+
+def test_recall_by_size_ignores_other_sizes_and_difficult_faces():
+    faces = gt([[0, 0, 10, 10], [0, 0, 12, 12]], difficult=[False, True])
+    found = det([[0, 0, 12, 12]], [0.9])  # lands on the difficult face: neither TP nor FP
+    point = operating_point([found], [faces], 1, min_score=0.5)
+    assert point.num_gt == 1 and point.false_positives == 0
+    assert point.recall_by_size["< 16 px"] == (0, 1)
+
+
+def test_size_bin_names():
+    assert size_bin_name(0, 16) == "< 16 px" and size_bin_name(16, 32) == "16-32 px"
+    assert size_bin_name(128, math.inf) == ">= 128 px"
+
+
+def test_calibrate_stores_an_operating_point_that_load_uses(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEDET_CACHE", str(tmp_path / "cache"))
+    data = ensure_synthetic(n_train=4, n_val=6)
+    cfg = load_config("face_default.yaml", ["model.width=8"])
+    torch.manual_seed(0)
+    path = tmp_path / "face.pt"
+    atomic_save({"model": build_model(cfg.model).model.state_dict(), "config": to_dict(cfg),
+                 "class_names": ["face"]}, path)
+    assert load(path, "cpu").min_score == 0.5 and not load(path, "cpu").calibration
+    out = tmp_path / "calibrated.pt"
+    assert run_cli(calibrate.main, ["--checkpoint", str(path), "--data", str(data), "--data", str(data),
+                                    "--out", str(out), "--workers", "0", "--precision", "0.5"]) == 0
+    point = load_checkpoint(out)["operating_point"]
+    assert set(point["per_set"]) == {data.name}  # the same folder twice is one set
+    assert 0.0 <= point["min_score"] <= 1.0 and "precision >= 0.5" in point["rule"]
+    detector = load(out, "cpu")
+    assert detector.min_score == point["min_score"] and detector.calibration["rule"] == point["rule"]
+
+
+def test_calibrate_refuses_a_bad_precision(tmp_path, capsys):
+    assert run_cli(calibrate.main, ["--checkpoint", str(tmp_path / "x.pt"), "--data", "d", "--precision", "2"]) == 2
+    assert "--precision 2" in capsys.readouterr().err
