@@ -27,6 +27,8 @@ def predict(
     """
     detections, ground_truths = [], []
     for images, targets in tqdm(loader, desc=desc, leave=False, mininterval=1.0):
+        if cfg.max_images:  # a batch may overshoot the limit: a sliding window takes seconds a photo
+            images, targets = images[:cfg.max_images - len(detections)], targets[:cfg.max_images - len(detections)]
         found = detector.detect_tensors(list(images), min_score=cfg.min_score, nms_iou=cfg.nms_iou,
                                         top_k=cfg.top_k, **options)
         for det, target in zip(found, targets):
