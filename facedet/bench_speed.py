@@ -52,10 +52,15 @@ from PIL import Image
 from torch import Tensor
 
 from facedet.boxes import nms
+from facedet.checkpoint import load
 from facedet.cli import run_cli, select_device
 from facedet.config import Config, ModelConfig, load_config
+from facedet.data.dataset import DetectionDataset
+from facedet.data.images import load_image
+from facedet.data.loaders import build_loader, load_records, release_workers
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transforms
 from facedet.errors import ConfigError
-from facedet.checkpoint import load
+from facedet.haar import HaarCascade
 from facedet.models import MODELS, build_model
 from facedet.models.detector import to_image_tensor
 from facedet.models.sliding_window import detector_from_classifier
@@ -262,11 +267,6 @@ def measure_nms(n: int, args: argparse.Namespace) -> dict:
 
 def measure_loader(workers: int, args: argparse.Namespace) -> dict:
     """Images/s of the training loader: read, decode, SSD augmentation at 300 x 300, collate."""
-    from facedet.data.dataset import DetectionDataset
-    from facedet.data.loaders import build_loader, load_records, release_workers
-    from facedet.data.transforms import train_transforms
-    from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD
-
     overrides = [f"data.num_workers={workers}", "train.batch_size=8"]
     if args.data:
         overrides.append(f"data.root={args.data}")
@@ -326,7 +326,6 @@ def latency_photo(path: str) -> Image.Image:
     if not path:
         noise = torch.randint(0, 256, (480, 640, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
         return Image.fromarray(noise.numpy())
-    from facedet.data.images import load_image
     return load_image(path).resize((640, 480))
 
 
@@ -347,7 +346,6 @@ def measure_shipped_and_haar(args: argparse.Namespace) -> list[dict]:
         ms = 1000 * timed(lambda: detector(photo, min_score=min_score, size=size), device, 1, args.repeats)
         rows.append({"model": f"face_ssd (shipped weights), {shown}", "parameters": params, "ms": ms})
     try:
-        from facedet.haar import HaarCascade
         cascade = HaarCascade()
     except ConfigError as err:
         print(f"note: no Haar row: {err}")

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from facedet.checkpoint import atomic_save, load, load_checkpoint
+from facedet.checkpoint import load, load_checkpoint
+from facedet.files import atomic_save
 from facedet.cli import run_cli, select_device
 from facedet.config import DataConfig, EvalConfig
 from facedet.data.dataset import DetectionDataset, collate_photos

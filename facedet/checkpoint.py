@@ -8,18 +8,16 @@ never destroys the previous checkpoint. Loaded with `weights_only=True`: no pick
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any
 
 import torch
 
 from facedet.config import Config, apply_override, from_dict, validate
-from facedet.errors import CheckpointError, ConfigError, FacedetError
+from facedet.errors import CheckpointError, ConfigError
 from facedet.models import build_model
 from facedet.models.detector import Detector
 from facedet.models.sliding_window import detector_from_classifier
@@ -29,43 +27,6 @@ from facedet.models.sliding_window import detector_from_classifier
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "face_default.pt"
 # The operating point of a checkpoint that stores none: confident detections only.
 DEFAULT_MIN_SCORE = 0.5
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through `write(file)` into a temporary file beside it, then rename it
-    over `path`: a crash, a kill or a full disk leaves the previous file (or none), never
-    half a file. A failed write is one error line naming the file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; outputs are not secrets
-        os.replace(tmp, path)
-    except OSError as err:
-        raise FacedetError(f"{path}: cannot write ({err.strerror or err}); the previous file, if any, is kept") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_save(state: dict[str, Any], path: str | Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-
-    def write(file: BinaryIO) -> None:
-        try:
-            torch.save(state, file)
-        except RuntimeError as err:  # how torch's zip writer reports a failed write (disk full)
-            raise OSError(f"torch.save: {str(err).strip()[:120]}") from None
-
-    atomic_write(path, write)
-
-
-save_checkpoint = atomic_save
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

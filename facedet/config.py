@@ -111,6 +111,7 @@ class EvalConfig:
     top_k: int = 200
     iou_thresholds: list[float] = field(default_factory=lambda: [0.5])  # VOC AP at each; the first is the headline
     use_07_metric: bool = False  # VOC2007 11-point AP instead of all-point
+    voc_rule: str = "greedy"  # greedy (best unclaimed box at IoU >= t) | devkit (the VOC devkit's: best box only, IoU > t)
     max_images: int = 0  # evaluate on the first N validation images; 0 = all
 
 
@@ -171,6 +172,7 @@ CHOICES = {
     "train.optimizer": ("sgd", "adam", "adamw"),
     "train.schedule": ("constant", "step", "multistep", "cosine"),
     "model.loss": ("ce", "focal"),
+    "eval.voc_rule": ("greedy", "devkit"),
 }
 
 

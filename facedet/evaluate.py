@@ -9,7 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from facedet.checkpoint import atomic_write, load
+from facedet.checkpoint import load
+from facedet.files import atomic_write
 from facedet.cli import parse_scales, parse_size, run_cli, select_device
 from facedet.data.dataset import DetectionDataset, collate_photos
 from facedet.data.loaders import build_loader, load_records
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     loader = build_loader(dataset, cfg, train=False, device=device, collate_fn=collate_photos)
     detections, truths = predict(detector, loader, cfg.eval, desc="evaluate", size=args.size, scales=args.scales)
     result = evaluate_detections(detections, truths, class_names, iou_thresholds=cfg.eval.iou_thresholds,
-                                 use_07_metric=cfg.eval.use_07_metric)
+                                 use_07_metric=cfg.eval.use_07_metric, voc_rule=cfg.eval.voc_rule)
     print(format_table(result))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,9 @@ from torch import Tensor
 from facedet.boxes import box_area, elementwise_box_ioa, elementwise_box_iou
 from facedet.errors import DataError
 
+# How a VOC detection is matched (see `_match`): facedet's greedy rule, or the VOC devkit's.
+VOC_RULES = ("greedy", "devkit")
+
 # Status the matcher gives each detection.
 FP, TP, IGNORED = 0, 1, -1
 
@@ -160,7 +163,7 @@ def _overlaps(boxes: Tensor, gt_boxes: Tensor, crowd: Tensor) -> Tensor:
     return torch.where(crowd, elementwise_box_ioa(box, gt_boxes), elementwise_box_iou(box, gt_boxes))
 
 
-def _match(flat: _Flat, keep: Tensor, iou_thresholds: Tensor, coco: bool) -> Tensor:
+def _match(flat: _Flat, keep: Tensor, iou_thresholds: Tensor, coco: bool, devkit: bool = False) -> Tensor:
     """Label each kept detection TP, FP or IGNORED at every IoU threshold.
 
     Greedy matching, as in both VOC and COCO: detections are taken in decreasing score order and
@@ -170,8 +173,11 @@ def _match(flat: _Flat, keep: Tensor, iou_thresholds: Tensor, coco: bool) -> Ten
     positive, a detection that lands on it is IGNORED (neither TP nor FP), and it can absorb any
     number of detections.
       VOC  (coco=False): overlap = IoU throughout; the best candidate wins, difficult or not.
-           (The VOC devkit looks only at the single best-overlapping box and calls the detection
-           a duplicate FP when that box is taken, even if another one clears the threshold.)
+      VOC devkit (coco=False, devkit=True): the rule of the PASCAL VOC devkit's VOCevaldet.m, which
+           published VOC numbers (SSD300's 77.2 mAP) use: a detection looks only at the single
+           ground truth of its class it overlaps most, and is a TP when that IoU is strictly
+           above the threshold and the box is still unclaimed, IGNORED when it is difficult, and a
+           duplicate FP when it is claimed - even if another unclaimed box clears the threshold.
       COCO (coco=True):  difficult is iscrowd=1: overlap = intersection / area(detection), and a
            normal ground truth clearing the threshold is preferred to any ignore region.
     Which image a detection lies in matters, its rank among other images' detections does not,
@@ -210,6 +216,15 @@ def _match(flat: _Flat, keep: Tensor, iou_thresholds: Tensor, coco: bool) -> Ten
     for r in range(shape[1]):
         overlap = _overlaps(pred_boxes[:, r], gt_boxes, crowd)  # (I, G)
         same_class = gt_labels == pred_labels[:, r, None]  # (I, G)
+        if devkit:
+            best_overlap, best_gt = torch.where(same_class, overlap, -1.0).max(-1)  # (I,)
+            found = best_overlap > thresholds[..., 0]  # (T, I): strictly above, as the devkit
+            on_ignore = gt_ignore.gather(-1, best_gt[:, None])[:, 0].expand(num_thresholds, -1)  # (T, I)
+            claimed = taken.gather(-1, best_gt[None, :, None].expand(num_thresholds, -1, 1))[..., 0]  # (T, I)
+            padded[:, :, r] = torch.where(found, torch.where(on_ignore, IGNORED, torch.where(claimed, FP, TP)),
+                                          FP).to(torch.int8)
+            taken |= F.one_hot(best_gt, gt_shape[1]).bool() & (found & ~on_ignore & ~claimed)[..., None]
+            continue
         candidate = same_class & (overlap >= thresholds) & ~taken  # (T, I, G)
         best = torch.where(candidate, overlap + preference, -1.0).argmax(-1)  # (T, I)
         found = candidate.any(-1)  # (T, I)
@@ -382,6 +397,7 @@ def evaluate_detections(
     iou_thresholds: Sequence[float] = (0.5,),
     use_07_metric: bool = False,
     max_fp: int = 50,
+    voc_rule: str = "greedy",
 ) -> EvalResult:
     """Score detections against ground truth with the VOC and the COCO protocol.
 
@@ -392,7 +408,11 @@ def evaluate_detections(
     and recall at `max_fp` false positives (per class, all images pooled, first threshold).
     COCO: top 100 detections per image and class, IoU 0.50:0.05:0.95, 101-point AP, area "all";
     difficult boxes act as iscrowd=1 regions (see `_match`).
+    voc_rule: "greedy" (a detection claims the best unclaimed box at IoU >= threshold) or
+    "devkit" (the PASCAL VOC devkit's rule, as published VOC results; see `_match`).
     """
+    if voc_rule not in VOC_RULES:
+        raise DataError(f"voc_rule={voc_rule!r}; expected one of {', '.join(VOC_RULES)}")
     num_classes = len(class_names)
     thresholds = tuple(float(t) for t in iou_thresholds)
     if not thresholds or not all(0.0 < t <= 1.0 for t in thresholds):
@@ -405,7 +425,8 @@ def evaluate_detections(
 
     # VOC
     keep = torch.ones(len(flat.pred_scores), dtype=torch.bool)
-    status = _match(flat, keep, torch.tensor(thresholds, dtype=torch.float64), coco=False)
+    status = _match(flat, keep, torch.tensor(thresholds, dtype=torch.float64), coco=False,
+                    devkit=voc_rule == "devkit")
     tp, fp, counted = _cumulative_counts(flat, keep, status, num_classes)  # (T, C, L)
     precision, recall = _precision_recall(tp, fp, num_pos)
     ap = average_precision(precision, recall).numpy()  # (T, C)
@@ -459,8 +480,9 @@ def format_table(result: EvalResult) -> str:
 
 # ----------------------------------------------------------------------------- operating points
 
-# Face sizes (sqrt of the box area, pixels of the photo) of the per-size recall table.
-SIZE_BINS: tuple[tuple[float, float], ...] = ((0, 16), (16, 32), (32, 64), (64, 128), (128, math.inf))
+# Face sizes (sqrt of the box area, pixels of the photo) of the per-size recall table. Under
+# 10 px a face is a few blobs; 10-32 px are the small faces of crowds and group photos.
+SIZE_BINS: tuple[tuple[float, float], ...] = ((0, 10), (10, 16), (16, 32), (32, 64), (64, 128), (128, math.inf))
 
 
 def size_bin_name(low: float, high: float) -> str:

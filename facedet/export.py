@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from facedet.checkpoint import atomic_save, load_checkpoint, load_detector
+from facedet.checkpoint import load_checkpoint, load_detector
+from facedet.files import atomic_save
 from facedet.cli import run_cli
 from facedet.config import from_dict, to_dict
 from facedet.errors import ConfigError, FacedetError

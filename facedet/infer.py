@@ -17,30 +17,12 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from facedet.checkpoint import DEFAULT_MIN_SCORE, SHIPPED_CHECKPOINT, atomic_write, load
+from facedet.checkpoint import DEFAULT_MIN_SCORE, SHIPPED_CHECKPOINT, load
+from facedet.files import atomic_write
 from facedet.cli import parse_scales, parse_size, run_cli, select_device
-from facedet.data.images import load_image
+from facedet.data.images import collect_images, load_image
 from facedet.errors import DataError
 from facedet.models.detector import DEFAULT_TILE, Detections, Detector
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def collect_images(paths: list[str], skip: Path | None = None) -> list[Path]:
-    """Files as given; directories searched recursively for image files (sorted), except
-    those inside `skip` (the folder annotated images are written to)."""
-    skip = skip.resolve() if skip else None
-    images = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            images += [p for p in found if skip is None or skip not in p.resolve().parents]
-        elif path.exists():
-            images.append(path)
-        else:
-            raise DataError(f"{path}: no such file or directory")
-    return images
 
 
 def write_json(text: str, dest: str) -> None:

@@ -7,6 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from facedet.evaluation import average_precision
 
 
 def plot_pr_curves(
@@ -21,11 +25,6 @@ def plot_pr_curves(
     Agg canvas rather than through pyplot, so it works headless and leaves the caller's
     matplotlib backend (a notebook's, say) untouched.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from facedet.evaluation import average_precision
-
     fig = Figure(figsize=(6, 5), dpi=100)
     FigureCanvasAgg(fig)  # attaches itself to fig
     ax = fig.add_subplot()

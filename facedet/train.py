@@ -47,7 +47,7 @@ def train(cfg: Config) -> dict[str, float]:
     resolve_num_classes(cfg)
     detector = build_model(cfg.model)
     detector.config = cfg
-    train_set, val_set, class_names = build_datasets(cfg, detector)
+    train_set, val_set, class_names = build_datasets(cfg, detector.mean, detector.std)
     train_loader = build_loader(train_set, cfg, train=True, device=device)
     val_loader = build_loader(val_set, cfg, train=False, device=device,
                               collate_fn=collate if detector.task == "classification" else collate_photos)
@@ -70,7 +70,7 @@ def train(cfg: Config) -> dict[str, float]:
         def validate(model) -> dict[str, float]:
             detections, truths = predict(detector, val_loader, cfg.eval, desc="validate")
             return evaluate_detections(detections, truths, class_names, iou_thresholds=cfg.eval.iou_thresholds,
-                                       use_07_metric=cfg.eval.use_07_metric).as_dict()
+                                       use_07_metric=cfg.eval.use_07_metric, voc_rule=cfg.eval.voc_rule).as_dict()
 
     trainer = Trainer(cfg, detector, train_loader, run_dir, device, validate, main_metric,
                       extra_state={"class_names": class_names})

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facedet import distributed as dist
-from facedet.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from facedet.checkpoint import load_checkpoint, load_weights
+from facedet.files import atomic_save
 from facedet.config import Config, to_dict
 from facedet.data.loaders import release_workers
 from facedet.errors import CheckpointError, NonFiniteLossError
@@ -222,7 +223,7 @@ class Trainer:
             self.save_to(self.run_dir / "best.pt", metrics)
 
     def save_to(self, path: Path, metrics: dict[str, float], interrupted: bool = False) -> None:
-        save_checkpoint({
+        atomic_save({
             "model": self.model.state_dict(),
             "config": to_dict(self.cfg),
             "epoch": self.epoch,

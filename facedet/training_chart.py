@@ -3,22 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 
 def plot_training_chart(history: list[dict[str, float]], path: str | Path, metric: str) -> None:
     """Save a PNG with every loss term (left axis, log scale) and `metric` (right axis).
 
-    history: one dict per epoch, as written to metrics.csv.
+    history: one dict per epoch, as written to metrics.csv. Draws on a bare Agg canvas rather
+    than through pyplot, so it works headless and leaves the caller's matplotlib backend alone.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [row["epoch"] for row in history]  # epochs completed, 1-based
     skip = {"epoch", "iteration", "lr", "train_time_s"}
     terms = [k for k in dict.fromkeys(k for r in history for k in r) if k not in skip]
     losses = [k for k in terms if k == "loss" or not _is_metric(k, metric)]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    FigureCanvasAgg(fig)  # attaches itself to fig
+    ax = fig.add_subplot()
     for name in losses:
         xs = [e for e, r in zip(epochs, history) if name in r]
         ys = [r[name] for r in history if name in r]
@@ -40,7 +41,6 @@ def plot_training_chart(history: list[dict[str, float]], path: str | Path, metri
     ax.set_title("training chart")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _is_metric(name: str, metric: str) -> bool:

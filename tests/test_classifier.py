@@ -145,7 +145,7 @@ def test_figures_command_end_to_end(tmp_path):
     from PIL import Image
 
     from facedet import models
-    from facedet.checkpoint import save_checkpoint
+    from facedet.files import atomic_save
     from facedet.config import Config, to_dict
     from facedet.figures.classifier import main
 
@@ -155,7 +155,7 @@ def test_figures_command_end_to_end(tmp_path):
     cfg.model.name, cfg.model.image_size, cfg.model.embedding_dim = "classifier", 128, 32
     torch.manual_seed(0)
     model = CNNClassifier(embedding_dim=32)
-    save_checkpoint({"model": model.state_dict(), "config": to_dict(cfg), "epoch": 0}, tmp_path / "ck.pt")
+    atomic_save({"model": model.state_dict(), "config": to_dict(cfg), "epoch": 0}, tmp_path / "ck.pt")
     (tmp_path / "data" / "images" / "val").mkdir(parents=True)
     (tmp_path / "data" / "labels" / "val").mkdir(parents=True)
     rng = np.random.default_rng(0)

@@ -387,3 +387,95 @@ def test_plot_pr_curves_writes_png(tmp_path):
     path = plot_pr_curves(curves, tmp_path / "sub" / "pr.png", title="toy")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+# ----------------------------------------------------------------------------- the VOC devkit's rule
+
+
+def test_devkit_rule_looks_only_at_the_best_overlapping_box():
+    """Faces A and B; detection 1 claims A; detection 2 overlaps A most (IoU 0.78) and B by 0.57.
+    Greedy: detection 2 takes the unclaimed B (TP). Devkit: its best box A is claimed (FP)."""
+    a, b = [0.0, 0.0, 10.0, 10.0], [4.0, 0.0, 14.0, 10.0]
+    d2 = [1.25, 0.0, 11.25, 10.0]  # IoU with A 8.75/11.25 = 0.78, with B 7.25/12.75 = 0.57
+    truths = [{"boxes": torch.tensor([a, b]), "labels": torch.tensor([0, 0])}]
+    found = [det([a, d2], [0.9, 0.8])]
+    greedy = evaluate_detections(found, truths, ["face"])
+    devkit = evaluate_detections(found, truths, ["face"], voc_rule="devkit")
+    assert greedy.ap[0, 0] == pytest.approx(1.0)  # TP, TP
+    assert devkit.ap[0, 0] == pytest.approx(0.5)  # TP, FP: recall stops at 1/2
+
+
+def test_devkit_rule_needs_iou_strictly_above_the_threshold():
+    truth = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.tensor([0])}]
+    half = [det([[0.0, 0.0, 10.0, 5.0]], [0.9])]  # IoU exactly 0.5
+    assert evaluate_detections(half, truth, ["face"]).ap[0, 0] == pytest.approx(1.0)  # greedy: >=
+    assert evaluate_detections(half, truth, ["face"], voc_rule="devkit").ap[0, 0] == pytest.approx(0.0)
+
+
+def test_devkit_rule_ignores_a_detection_whose_best_box_is_difficult():
+    truths = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [2.0, 0.0, 12.0, 10.0]]), "labels": torch.tensor([0, 0]),
+               "difficult": torch.tensor([True, False])}]
+    found = [det([[0.0, 0.0, 10.0, 10.0], [2.0, 0.0, 12.0, 10.0]], [0.9, 0.8])]
+    result = evaluate_detections(found, truths, ["face"], voc_rule="devkit")
+    assert result.ap[0, 0] == pytest.approx(1.0)  # the first is IGNORED (its best box is difficult), the second TP
+    with pytest.raises(DataError, match="voc_rule"):
+        evaluate_detections(found, truths, ["face"], voc_rule="pascal")
+
+
+def _devkit_ap_oracle(detections, truths, cls, threshold):
+    """VOCevaldet.m transcribed as loops: all-point AP of one class."""
+    dets = sorted(((float(s), i, b) for i, d in enumerate(detections)
+                   for b, s, l in zip(d["boxes"].tolist(), d["scores"].tolist(), d["labels"].tolist()) if l == cls),
+                  key=lambda x: -x[0])
+    gts = [[(b, bool(f)) for b, l, f in zip(t["boxes"].tolist(), t["labels"].tolist(), t["difficult"].tolist()) if l == cls]
+           for t in truths]
+    npos = sum(not f for g in gts for _, f in g)
+    used = [[False] * len(g) for g in gts]
+    tp, fp = [], []
+    for _, i, b in dets:
+        best, jmax = -1.0, -1
+        for j, (g, _) in enumerate(gts[i]):
+            iw, ih = min(b[2], g[2]) - max(b[0], g[0]), min(b[3], g[3]) - max(b[1], g[1])
+            if iw > 0 and ih > 0:
+                inter = iw * ih
+                ov = inter / ((b[2] - b[0]) * (b[3] - b[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter)
+                if ov > best:
+                    best, jmax = ov, j
+        if best > threshold:
+            if gts[i][jmax][1]:
+                continue  # difficult: neither
+            if not used[i][jmax]:
+                used[i][jmax] = True
+                tp.append(1); fp.append(0)
+            else:
+                tp.append(0); fp.append(1)
+        else:
+            tp.append(0); fp.append(1)
+    tp, fp = np.cumsum(tp), np.cumsum(fp)
+    rec, prec = tp / max(npos, 1), tp / np.maximum(tp + fp, 1e-12)
+    mrec, mpre = np.concatenate([[0], rec, [1]]), np.concatenate([[0], prec, [0]])
+    for k in range(len(mpre) - 2, -1, -1):
+        mpre[k] = max(mpre[k], mpre[k + 1])
+    idx = np.nonzero(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_devkit_rule_matches_a_loop_transcription_of_the_devkit(seed):
+    g = torch.Generator().manual_seed(seed)
+    detections, truths = [], []
+    for _ in range(5):
+        n, k = int(torch.randint(1, 6, (), generator=g)), int(torch.randint(0, 12, (), generator=g))
+        centres = torch.rand(n, 2, generator=g) * 60
+        gt_boxes = torch.cat([centres, centres + 8 + torch.rand(n, 2, generator=g) * 20], 1)
+        pick = torch.randint(0, n, (k,), generator=g)
+        jitter = (torch.rand(k, 4, generator=g) - 0.5) * 10
+        truths.append({"boxes": gt_boxes, "labels": torch.randint(0, 2, (n,), generator=g),
+                       "difficult": torch.rand(n, generator=g) < 0.2})
+        detections.append({"boxes": gt_boxes[pick] + jitter, "scores": torch.rand(k, generator=g),
+                           "labels": torch.randint(0, 2, (k,), generator=g)})
+    result = evaluate_detections(detections, truths, ["a", "b"], iou_thresholds=(0.5, 0.3), voc_rule="devkit")
+    for t, threshold in enumerate((0.5, 0.3)):
+        for c in range(2):
+            if not math.isnan(result.ap[t, c]):
+                assert result.ap[t, c] == pytest.approx(_devkit_ap_oracle(detections, truths, c, threshold), abs=1e-9)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from facedet import export, infer
-from facedet.checkpoint import atomic_save, load_checkpoint, load_detector
+from facedet.checkpoint import load_checkpoint, load_detector
+from facedet.files import atomic_save
 from facedet.cli import run_cli
 from facedet.config import load_config, to_dict
 from facedet.models import build_model

@@ -12,7 +12,8 @@ from facedet.data.dataset import image_to_tensor
 from facedet.data.synthetic import make_demo_image, render_scene
 from facedet.errors import ConfigError
 from facedet.models import MODELS, build_model
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.models.detector import Detector
 from facedet.models.face_ssd import (
     FACE_ASPECTS,
     FACE_PRIOR_MAPS,

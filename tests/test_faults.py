@@ -25,7 +25,8 @@ import pytest
 import torch
 
 from facedet import train
-from facedet.checkpoint import atomic_save, load_checkpoint
+from facedet.checkpoint import load_checkpoint
+from facedet.files import atomic_save
 from facedet.cli import run_cli
 from facedet.config import load_config, to_dict
 from facedet.data.synthetic import ensure_synthetic, make_demo_image
@@ -126,7 +127,7 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write_keeps_the_previous_one(tmp_
     good = path.read_bytes()
     script = textwrap.dedent(f"""
         import io, os, signal, torch
-        from facedet.checkpoint import atomic_save
+        from facedet.files import atomic_save
         real_save = torch.save
 
         def killed_half_way(obj, file):

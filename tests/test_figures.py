@@ -211,7 +211,7 @@ def test_command_draws_the_library_figures_and_skips_missing_runs(tmp_path, caps
 
 def test_run_figures_draw_what_a_run_directory_holds(tmp_path, monkeypatch):
     """A tiny yolo_face checkpoint and a metrics.csv -> its NMS figure, PR curve and training chart."""
-    from facedet.checkpoint import atomic_save
+    from facedet.files import atomic_save
     from facedet.config import Config, to_dict
     from facedet.figures.all import run_figures
     from facedet.models import build_model

@@ -135,7 +135,7 @@ def build_tiny_grid(cfg) -> Detector:
 def checkpoints(tmp_path, monkeypatch):
     """Two tiny grid checkpoints (S = 7 and S = 14) saved as "grid_simple"; returns {S: path}."""
     from facedet import models
-    from facedet.checkpoint import atomic_save
+    from facedet.files import atomic_save
     from facedet.config import Config, to_dict
 
     monkeypatch.setitem(models.MODELS, "grid_simple", build_tiny_grid)

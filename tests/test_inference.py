@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 import facedet
-from facedet.checkpoint import atomic_save
+from facedet.files import atomic_save
 from facedet.config import load_config, to_dict
 from facedet.models import build_model
 from facedet.models.detector import Detections, Detector, to_image_tensor
@@ -272,3 +272,20 @@ def test_by_default_large_photos_shrink_to_max_size_and_small_ones_stay_native()
     assert det.model.inputs == [(1, 256, 256)]  # native 200 x 240, padded to multiples of 64: never enlarged
     det(big, size=0)  # native on request: the whole 512 px photo
     assert det.model.inputs[-1] == (1, 512, 384)
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's five-line example, verbatim, on a generated photo."""
+    import re
+    from pathlib import Path
+
+    from facedet.data.synthetic import make_demo_image
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "facedet.load()" in b]
+    monkeypatch.chdir(tmp_path)
+    make_demo_image(tmp_path / "photo.jpg", seed=5, size=(240, 320))
+    exec(compile(block, "README.md", "exec"), {})
+    for line in capsys.readouterr().out.splitlines():  # "[x1, y1, x2, y2] score" per face
+        box, score = line.rsplit(" ", 1)
+        assert len(eval(box)) == 4 and 0.0 <= float(score) <= 1.0

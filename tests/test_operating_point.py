@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from facedet import calibrate
-from facedet.checkpoint import atomic_save, load, load_checkpoint
+from facedet.checkpoint import load, load_checkpoint
+from facedet.files import atomic_save
 from facedet.cli import run_cli
 from facedet.config import load_config, to_dict
 from facedet.data.synthetic import ensure_synthetic
@@ -58,7 +59,8 @@ def test_operating_point_and_recall_by_size_by_hand():
     assert point.precision == pytest.approx(2 / 3) and point.recall == pytest.approx(2 / 3)
     by_size = point.recall_by_size
     assert list(by_size) == [size_bin_name(*b) for b in SIZE_BINS]
-    assert by_size["< 16 px"] == (1, 1) and by_size["32-64 px"] == (1, 1) and by_size[">= 128 px"] == (0, 1)
+    assert by_size["10-16 px"] == (1, 1) and by_size["32-64 px"] == (1, 1) and by_size[">= 128 px"] == (0, 1)
+    assert by_size["< 10 px"] == (0, 0)
     assert by_size["16-32 px"] == (0, 0)
     # a detection scoring exactly min_score is kept
     assert operating_point([FOUND], [FACES], 1, min_score=0.2).recall == pytest.approx(1.0)
@@ -69,11 +71,11 @@ def test_recall_by_size_ignores_other_sizes_and_difficult_faces():
     found = det([[0, 0, 12, 12]], [0.9])  # lands on the difficult face: neither TP nor FP
     point = operating_point([found], [faces], 1, min_score=0.5)
     assert point.num_gt == 1 and point.false_positives == 0
-    assert point.recall_by_size["< 16 px"] == (0, 1)
+    assert point.recall_by_size["10-16 px"] == (0, 1)
 
 
 def test_size_bin_names():
-    assert size_bin_name(0, 16) == "< 16 px" and size_bin_name(16, 32) == "16-32 px"
+    assert size_bin_name(0, 10) == "< 10 px" and size_bin_name(16, 32) == "16-32 px"
     assert size_bin_name(128, math.inf) == ">= 128 px"
 
 

@@ -42,11 +42,12 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from facedet.boxes import box_iou
-from facedet.checkpoint import atomic_save
+from facedet.files import atomic_save
 from facedet.data.images import load_image
 from facedet.data.record import Record
+from facedet.data.synthetic import cache_dir
 from facedet.errors import ConfigError, DataError
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 # Crop kinds, stored as int8 codes in the cache.
 KINDS = ("background", "nonface", "tight", "large")
@@ -350,29 +351,25 @@ class FaceCropDataset(Dataset):
 
 def default_cache_dir() -> Path:
     """facedet's cache folder ($FACEDET_CACHE, else ~/.cache/facedet) / "crops"."""
-    from facedet.data.synthetic import cache_dir
-
     return cache_dir() / "crops"
 
 
-def build_crop_datasets(cfg: Any, detector: Any) -> tuple[FaceCropDataset, FaceCropDataset, list[str]]:
-    """Train and validation crop datasets for the classifier rung, from a facedet Config.
+def build_crop_datasets(cfg: Any, train_records: Sequence[Record], val_records: Sequence[Record],
+                        mean: Sequence[float], std: Sequence[float]) -> tuple[FaceCropDataset, FaceCropDataset, list[str]]:
+    """Train and validation crop datasets for the classifier rung, from a facedet Config and the
+    detection records of both splits.
 
-    Reads cfg.data (root, splits, nonfaces and, when present, framing, large_factor,
-    neg_ratio, min_face_size, cache_dir), cfg.model.image_size and cfg.train.seed.
+    Reads cfg.data (nonfaces and, when present, framing, large_factor, neg_ratio,
+    min_face_size, cache_dir), cfg.model.image_size and cfg.train.seed.
     The face-free photos are split by name: every 5th goes to validation.
     Returns (train, val, ["not face", "face"]).
     """
-    from facedet.data.loaders import load_records  # loaders imports this module lazily
-
     data = cfg.data
-    train_records, _ = load_records(data, data.train_split)
-    val_records, _ = load_records(data, data.val_split)
     nonfaces = list_images(os.path.expandvars(os.path.expanduser(data.nonfaces))) if data.nonfaces else []
     cache_dir = getattr(data, "cache_dir", "") or default_cache_dir()
     common = dict(framing=getattr(data, "framing", "tight"), large_factor=getattr(data, "large_factor", 1.6),
                   neg_ratio=getattr(data, "neg_ratio", 1.0), min_face_size=getattr(data, "min_face_size", 24),
-                  size=cfg.model.image_size, cache_dir=cache_dir, mean=detector.mean, std=detector.std,
+                  size=cfg.model.image_size, cache_dir=cache_dir, mean=mean, std=std,
                   progress=True)
     seed = getattr(cfg.train, "seed", 0)
     train = FaceCropDataset(train_records, [p for i, p in enumerate(nonfaces) if i % 5], seed=seed,

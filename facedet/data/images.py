@@ -5,6 +5,9 @@ Two functions, and they agree by construction:
     image_size(path) -> (width, height)    header only, no pixels decoded
     load_image(path) -> PIL.Image (RGB)    pixels decoded, EXIF orientation applied
 
+and `collect_images(paths)` turns the files and folders named on a command line into the
+list of image files to open.
+
 Phones store a portrait photo as landscape pixels plus an EXIF "Orientation" tag that
 says how to turn it. Labels are drawn on the picture as people see it, so boxes,
 widths and heights in facedet always refer to the upright (turned) image. Both
@@ -83,6 +86,26 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     except _UNREADABLE as error:
         raise _unreadable(path, error) from None
     return rgb.transpose(turn) if turn is not None else rgb
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def collect_images(paths: list[str], skip: Path | None = None) -> list[Path]:
+    """Files as given; directories searched recursively for image files (sorted), except
+    those inside `skip` (the folder annotated images are written to)."""
+    skip = skip.resolve() if skip else None
+    images = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            images += [p for p in found if skip is None or skip not in p.resolve().parents]
+        elif path.exists():
+            images.append(path)
+        else:
+            raise DataError(f"{path}: no such file or directory")
+    return images
 
 
 def _orientation(image: Image.Image) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from facedet import distributed as dist
 from facedet.config import Config, DataConfig
+from facedet.data.crops import build_crop_datasets
 from facedet.data.dataset import DetectionDataset, collate
 from facedet.data.readers import read_dataset
 from facedet.data.record import Record
 from facedet.data.synthetic import ensure_synthetic
 from facedet.data.transforms import train_transforms
 from facedet.errors import ConfigError
-from facedet.models.detector import Detector
 
 
 def dataset_roots(cfg: DataConfig) -> list[Path]:
@@ -77,23 +77,20 @@ def resolve_num_classes(cfg: Config) -> None:
             cfg.model.num_classes = len(load_records(cfg.data, cfg.data.train_split)[1])
 
 
-def build_datasets(cfg: Config, detector: Detector) -> tuple[Dataset, Dataset, list[str]]:
-    """Train and validation datasets with the transforms the model expects."""
-    if detector.task == "classification":
-        from facedet.data.crops import (
-            build_crop_datasets,  # the classifier rung's crops
-        )
-
-        return build_crop_datasets(cfg, detector)
+def build_datasets(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> tuple[Dataset, Dataset, list[str]]:
+    """Train and validation datasets for `cfg`, normalised with the model's `mean` and `std`:
+    face / non-face crops for the classifier rung, photos and boxes for every detector."""
     train_records, names = load_records(cfg.data, cfg.data.train_split)
     val_records, _ = load_records(cfg.data, cfg.data.val_split)
+    if cfg.model.name == "classifier":
+        return build_crop_datasets(cfg, train_records, val_records, mean, std)
     if cfg.model.num_classes != len(names):
         raise ConfigError(
             f"model.num_classes is {cfg.model.num_classes} but the dataset has {len(names)} classes "
             f"({', '.join(names)}); set model.num_classes={len(names)} or data.classes=face"
         )
     size = cfg.model.image_size
-    train = DetectionDataset(train_records, train_transforms(size, detector.mean, detector.std, cfg.data.augment),
+    train = DetectionDataset(train_records, train_transforms(size, mean, std, cfg.data.augment),
                              skip_bad_images=cfg.data.skip_bad_images)
     # validation photos keep their own sizes: the detector resizes them as it would a user's photo
     val = DetectionDataset(val_records, skip_bad_images=cfg.data.skip_bad_images)

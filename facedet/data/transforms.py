@@ -31,6 +31,11 @@ from torch import Tensor
 from facedet.boxes import box_iou, clip_boxes, to_fractional
 from facedet.errors import ConfigError
 
+# The input normalisation of every facedet model (ImageNet's channel statistics: the VGG16
+# weights SSD300 can start from were trained with them, and the other rungs share one convention).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 Target = dict  # {"boxes": (N, 4) "xyxy", "labels": (N,), "difficult": (N,), ...}
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
 

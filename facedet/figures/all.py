@@ -33,6 +33,26 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from facedet.checkpoint import load_detector
+from facedet.cli import run_cli, select_device
+from facedet.config import DataConfig
+from facedet.data.crops import list_images
+from facedet.data.dataset import collate_photos
+from facedet.data.images import load_image
+from facedet.data.loaders import build_datasets, build_loader, load_records
+from facedet.data.synthetic import render_scene
+from facedet.errors import FacedetError
+from facedet.evaluation import evaluate_detections
+from facedet.figures import bce, classifier, detections, grid, priors, receptive_field, summaries
+from facedet.models.classifier import CNNClassifier
+from facedet.models.grid import GridSimpleCNNModel
+from facedet.models.sliding_window import detector_from_classifier
+from facedet.models.ssd import PRIOR_MAPS, PRIORS_PER_CELL, SSD300, make_priors
+from facedet.models.yolo_face import YOLOFaceCNN, YOLOFaceTiny
+from facedet.plots import plot_pr_curves
+from facedet.predict import predict
+from facedet.training_chart import plot_training_chart
+
 # The runs the checkpoint figures look for, and what each one draws (for the skip notes).
 RUNS = {
     "classifier": "embedding strip, feature maps, framing, sliding-window results",
@@ -54,13 +74,6 @@ SYNTHETIC_STREAM = 3  # the random stream of the figures' synthetic scenes: not 
 
 def library_figures(out: Path, dpi: int = 110) -> list[Path]:
     """Every figure that needs no trained model, written to `out`. Returns the files."""
-    from facedet.data.synthetic import render_scene
-    from facedet.figures import bce, detections, grid, priors, receptive_field, summaries
-    from facedet.models.classifier import CNNClassifier
-    from facedet.models.grid import GridSimpleCNNModel
-    from facedet.models.ssd import PRIOR_MAPS, PRIORS_PER_CELL, SSD300, make_priors
-    from facedet.models.yolo_face import YOLOFaceCNN, YOLOFaceTiny
-
     photo_dpi = round(0.8 * dpi)  # figures full of photo pixels: keeps each PNG under ~300 KB
     written: list[Path] = []
     for name in summaries.seed_models():
@@ -126,11 +139,6 @@ def library_figures(out: Path, dpi: int = 110) -> list[Path]:
 def _photos(data: str, split: str, count: int, seed: int = 0) -> list[tuple[str, Image.Image, Tensor | None]]:
     """(name, RGB photo, "xyxy" pixel face boxes) for the figures: the first `count` photos of
     `data` (any layout facedet reads), or synthetic scenes when data is empty."""
-    from facedet.config import DataConfig
-    from facedet.data.images import load_image
-    from facedet.data.loaders import load_records
-    from facedet.data.synthetic import render_scene
-
     if not data:
         rng = np.random.default_rng([seed, SYNTHETIC_STREAM, 1])
         scenes = [render_scene(rng, 256, min_faces=1, max_faces=3) for _ in range(count)]
@@ -146,8 +154,6 @@ def _photos(data: str, split: str, count: int, seed: int = 0) -> list[tuple[str,
 
 def _training_chart(run_dir: Path, out: Path, dpi: int) -> Path | None:
     """runs/<name>/metrics.csv -> out/training_chart_<name>.png (None without metrics)."""
-    from facedet.training_chart import plot_training_chart
-
     metrics = run_dir / "metrics.csv"
     if not metrics.is_file():
         return None
@@ -164,16 +170,10 @@ def _training_chart(run_dir: Path, out: Path, dpi: int) -> Path | None:
 def _pr_curve(run: str, detector: Any, cfg: Any, out: Path, data: str, max_images: int,
               device: torch.device) -> tuple[Path, float]:
     """Evaluate a detection run on (up to max_images of) its validation split -> pr_<run>.png, AP."""
-    from facedet.data.dataset import collate_photos
-    from facedet.data.loaders import build_datasets, build_loader
-    from facedet.evaluation import evaluate_detections
-    from facedet.plots import plot_pr_curves
-    from facedet.predict import predict
-
     if data:
         cfg.data.root, cfg.data.classes = data, "face"
     cfg.eval.max_images = max_images
-    _, val_set, class_names = build_datasets(cfg, detector)
+    _, val_set, class_names = build_datasets(cfg, detector.mean, detector.std)
     loader = build_loader(val_set, cfg, train=False, device=device, collate_fn=collate_photos)
     found, truths = predict(detector, loader, cfg.eval, desc=f"evaluate {run}")
     result = evaluate_detections(found, truths, class_names, iou_thresholds=cfg.eval.iou_thresholds)
@@ -186,15 +186,6 @@ def _pr_curve(run: str, detector: Any, cfg: Any, out: Path, data: str, max_image
 def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count: int = 2, max_images: int = 100,
                 device: str = "cpu", dpi: int = 110) -> tuple[list[str], list[str]]:
     """Every checkpoint figure whose run exists under `runs`. Returns (written, skipped) lines."""
-    from facedet.checkpoint import load_detector
-    from facedet.cli import select_device
-    from facedet.config import DataConfig
-    from facedet.data.crops import list_images
-    from facedet.data.loaders import load_records
-    from facedet.errors import FacedetError
-    from facedet.figures import classifier, detections, grid
-    from facedet.models.sliding_window import detector_from_classifier
-
     dev = select_device(device)
     photo_dpi = round(0.7 * dpi)  # figures full of photo pixels: keeps each PNG under ~300 KB
     pair_dpi = round(0.6 * dpi)   # the same for two photo panels side by side
@@ -350,6 +341,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from facedet.cli import run_cli
-
     sys.exit(run_cli(main))

@@ -24,6 +24,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from facedet.models.grid import GridLoss
+
 SEED_TRUTH = (0.0, 1.0, 0.0, 1.0)
 SEED_PREDICTIONS = (0.2, 0.4, 0.1, 0.7)
 
@@ -50,8 +52,6 @@ def plot_bce_worked_example(
     The mean shown is GridLoss's on the same numbers as one 2 x 2 grid, so the figure checks
     the library's loss against the seed's hand calculation.
     """
-    from facedet.models.grid import GridLoss
-
     terms = bce_terms(truth, probs)
     t = torch.tensor(truth, dtype=torch.float32)
     p = torch.tensor(probs, dtype=torch.float32)

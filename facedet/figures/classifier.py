@@ -29,8 +29,12 @@ from matplotlib.figure import (
 from matplotlib.patches import Patch
 from torch import Tensor, nn
 
-from facedet.data.crops import crop_and_resize, square_boxes
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD
+from facedet.checkpoint import load_detector
+from facedet.cli import run_cli, select_device
+from facedet.data.crops import FaceCropDataset, crop_and_resize, list_images, load_image_tensor, square_boxes
+from facedet.data.readers import read_dataset
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.errors import CheckpointError, ConfigError, DataError
 
 # The seed's colours: green = face found, yellow = false positive, red = correctly "no face".
 GROUPS = (("face found", "tab:green"), ("false positive", "gold"), ("no face", "tab:red"), ("face missed", "tab:blue"))
@@ -246,9 +250,6 @@ def draw_classifier_figures(
     by the checkpoint (its row labelled `name`, e.g. its training framing) and every model of
     `compare`. Returns one line per file written.
     """
-    from facedet.data.crops import FaceCropDataset, load_image_tensor
-    from facedet.errors import DataError
-
     model = detector.model
     crops = FaceCropDataset(records, nonfaces, framing="tight", neg_ratio=1.0, seed=seed,
                             size=model.image_size, mean=detector.mean, std=detector.std)
@@ -287,12 +288,6 @@ def draw_classifier_figures(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facedet.checkpoint import load_detector
-    from facedet.cli import select_device
-    from facedet.data.crops import list_images
-    from facedet.data.readers import read_dataset
-    from facedet.errors import CheckpointError, ConfigError
-
     args = parse_args(argv)
     device = select_device(args.device)
     detector = load_detector(args.checkpoint, device)
@@ -317,6 +312,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from facedet.cli import run_cli
-
     sys.exit(run_cli(main))

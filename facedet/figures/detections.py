@@ -28,6 +28,7 @@ from PIL import Image
 from torch import Tensor
 
 from facedet.boxes import box_convert, clip_boxes, nms
+from facedet.data.synthetic import render_scene
 from facedet.models.detector import to_image_tensor
 from facedet.models.sliding_window import sliding_window_postprocess
 
@@ -129,8 +130,6 @@ def plot_before_after(
 def plot_toy_nms(path: str | os.PathLike, iou_threshold: float = 0.45, seed: int = 4, dpi: int = 110) -> Path:
     """NMS without a model: toy_candidates around the faces of a synthetic scene, then
     facedet.boxes.nms. Returns the PNG's path."""
-    from facedet.data.synthetic import render_scene
-
     scene, faces = render_scene(np.random.default_rng([seed, 5]), 256, min_faces=2, max_faces=3)
     boxes, scores = toy_candidates(faces, seed=seed, width=scene.width, height=scene.height)
     keep = nms(boxes, scores, iou_threshold)

@@ -38,6 +38,13 @@ from PIL import Image
 from torch import Tensor
 
 from facedet.boxes import to_absolute, to_fractional
+from facedet.checkpoint import load_detector
+from facedet.cli import run_cli, select_device
+from facedet.config import DataConfig
+from facedet.data.images import collect_images, load_image
+from facedet.data.loaders import load_records
+from facedet.data.synthetic import render_scene
+from facedet.errors import CheckpointError, DataError
 from facedet.models.detector import to_image_tensor
 from facedet.models.grid import GridPostprocess, truth_matrix
 
@@ -360,9 +367,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_grid_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple[Any, int, int]:
     """A grid checkpoint -> (detector in eval mode, griddim S, image_size); refuses other models."""
-    from facedet.checkpoint import load_detector
-    from facedet.errors import CheckpointError
-
     detector = load_detector(path, device)
     cfg = detector.config
     if not isinstance(detector.postprocess, GridPostprocess):
@@ -379,13 +383,6 @@ def grid_probabilities(detector: Any, image: Image.Image) -> Tensor:
 
 def _photos(args: argparse.Namespace) -> list[tuple[str, Image.Image, Tensor | None]]:
     """(name, RGB photo, true "xyxy" pixel boxes or None) for every photo to draw."""
-    from facedet.config import DataConfig
-    from facedet.data.images import load_image
-    from facedet.data.loaders import load_records
-    from facedet.data.synthetic import render_scene
-    from facedet.errors import DataError
-    from facedet.infer import collect_images
-
     photos: list[tuple[str, Image.Image, Tensor | None]] = []
     if args.images:
         paths = collect_images(args.images)
@@ -413,8 +410,6 @@ def _photos(args: argparse.Namespace) -> list[tuple[str, Image.Image, Tensor | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facedet.cli import select_device
-
     args = parse_args(argv)
     device = select_device(args.device)
     first, S, size = load_grid_checkpoint(args.checkpoint7, device)
@@ -438,6 +433,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from facedet.cli import run_cli
-
     sys.exit(run_cli(main))

@@ -27,6 +27,8 @@ from PIL import Image
 from torch import Tensor
 
 from facedet.boxes import box_convert, box_iou
+from facedet.models.fastai_ssd import make_anchors
+from facedet.models.ssd import match_priors
 
 COLOURS = ["tab:red", "tab:orange", "gold", "tab:green", "tab:cyan", "tab:blue", "tab:purple", "tab:pink"]
 
@@ -54,8 +56,6 @@ def toy_grid_priors(grid: int = 4, ratios: Sequence[float] = (1.0, 2.0, 0.5), sc
     h = s / sqrt(a), area s^2, as in SSD); s defaults to the cell side 1 / grid. Built with
     fastai_ssd.make_anchors, whose zoom z gives w = z * rw / grid: z = s * grid, rw = sqrt(a).
     """
-    from facedet.models.fastai_ssd import make_anchors
-
     scale = 1.0 / grid if scale is None else scale
     shapes = [(math.sqrt(a), 1 / math.sqrt(a)) for a in ratios]
     anchors, _ = make_anchors(grids=(grid,), zooms=(scale * grid,), ratios=shapes)
@@ -187,8 +187,6 @@ def plot_prior_matching(path: str | os.PathLike, threshold: float = 0.5, side: i
     is left without a positive. Left: every prior, the objects dashed. Right: the positives,
     coloured by object, with their IoU; a star marks a forced match.
     """
-    from facedet.models.ssd import match_priors
-
     priors, objects, labels = toy_matching_example()
     priors_xyxy = box_convert(priors, "cxcywh", "xyxy")
     matched_labels, matched = match_priors(objects[None], labels[None], torch.ones(1, len(objects), dtype=torch.bool),

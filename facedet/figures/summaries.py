@@ -21,6 +21,13 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 from torch import nn
+from torchinfo import summary
+
+from facedet.models.classifier import CNNClassifier
+from facedet.models.face_ssd import FaceSSD
+from facedet.models.grid import GridCNNModel, GridSimpleCNNModel
+from facedet.models.ssd import SSD300
+from facedet.models.yolo_face import YOLOFaceCNN, YOLOFaceTiny
 
 
 def seed_models() -> dict[str, tuple[Callable[[], nn.Module], int]]:
@@ -30,12 +37,6 @@ def seed_models() -> dict[str, tuple[Callable[[], nn.Module], int]]:
     412,989,681; grid_cnn 412,932,721; yolo_face 413,743,925; SSD300 (VOC, 20 classes)
     26,285,486. yolo_face_tiny and face_ssd are this library's compact variants.
     """
-    from facedet.models.classifier import CNNClassifier
-    from facedet.models.face_ssd import FaceSSD
-    from facedet.models.grid import GridCNNModel, GridSimpleCNNModel
-    from facedet.models.ssd import SSD300
-    from facedet.models.yolo_face import YOLOFaceCNN, YOLOFaceTiny
-
     return {
         "classifier": (lambda: CNNClassifier(512), 128),
         "grid_simple": (lambda: GridSimpleCNNModel(7), 224),
@@ -52,8 +53,6 @@ def model_summary(model: nn.Module, image_size: int, depth: int = 2) -> str:
 
     model: built on the "meta" device for free (see the module docstring) or on any other.
     """
-    from torchinfo import summary
-
     parameter = next(model.parameters())
     was_training = model.training
     model.eval()  # BatchNorm1d refuses a batch of one image in training mode

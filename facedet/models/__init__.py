@@ -11,7 +11,8 @@ from facedet.config import ModelConfig
 
 from facedet.errors import ConfigError
 from facedet.models.classifier import build_classifier
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.models.detector import Detector
 from facedet.models.face_ssd import build_face_ssd
 from facedet.models.fastai_ssd import build_fastai_ssd
 from facedet.models.grid import build_grid_cnn, build_grid_simple

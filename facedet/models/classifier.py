@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facedet.errors import ConfigError
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.models.detector import Detector
 
 # The seed's input resolution; the embedding layer's width depends on it.
 CLASSIFIER_IMAGE_SIZE = 128

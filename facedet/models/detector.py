@@ -39,10 +39,9 @@ from torch import Tensor, nn
 
 from facedet.boxes import batched_nms, clip_boxes
 from facedet.data.images import load_image
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError, DataError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_POLICIES = ("fixed", "scalable", "whole")
 # Inputs whose longer side exceeds this many pixels are cut into overlapping tiles (policy
 # "scalable"): the activations of a 4000 x 3000 photo at full resolution would take gigabytes.

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from facedet.boxes import box_convert
 from facedet.errors import ConfigError
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.models.detector import Detector
 from facedet.models.ssd import (
     match_priors,
     multiclass_nms,

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from facedet.boxes import box_convert, component_boxes, label_components
 from facedet.errors import ConfigError
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.models.detector import Detector
 from facedet.models.yolo_face import LEAKY_SLOPE, binary_cross_entropy, feature_size, yolo_face_features
 
 # --------------------------------------------------------------------------- models

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from facedet.boxes import box_convert, box_iou, decode, encode, greedy_nms_mask
 from facedet.errors import ConfigError
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.models.detector import Detector
 
 # --------------------------------------------------------------------------- 1. priors
 

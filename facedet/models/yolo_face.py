@@ -41,7 +41,8 @@ from torch import Tensor, nn
 
 from facedet.boxes import batched_nms, box_area, box_convert, elementwise_box_iou, nms
 from facedet.errors import ConfigError
-from facedet.models.detector import IMAGENET_MEAN, IMAGENET_STD, Detector
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.models.detector import Detector
 
 # YOLOv1's leaky ReLU slope, also used by the seed.
 LEAKY_SLOPE = 0.1
