@@ -45,7 +45,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 from PIL import Image
@@ -54,7 +53,7 @@ from torch import Tensor
 from facedet.boxes import nms
 from facedet.checkpoint import load
 from facedet.cli import run_cli, select_device
-from facedet.config import Config, ModelConfig, load_config
+from facedet.config import Config, load_config, model_config
 from facedet.data.dataset import DetectionDataset
 from facedet.data.images import load_image
 from facedet.data.loaders import build_loader, load_records, release_workers
@@ -132,7 +131,7 @@ def bench_config(name: str, args: argparse.Namespace) -> Config:
     cfg = load_config(None, [f"train.device={args.device}", f"train.batch_size={args.batch}",
                              f"train.amp={args.amp}", f"train.channels_last={args.channels_last}",
                              f"train.compile={args.compile}", "train.max_iters=1000000", "train.val_every=0"])
-    cfg.model = replace(ModelConfig(), num_classes=1, **BENCH_MODELS[name])
+    cfg.model = model_config(num_classes=1, **BENCH_MODELS[name])
     return cfg
 
 
@@ -305,7 +304,7 @@ def measure_latency(name: str, args: argparse.Namespace) -> dict:
     through the Detector's own inference path (a fully convolutional model at its default size)."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = replace(ModelConfig(), num_classes=1, **BENCH_MODELS[name])
+    cfg = model_config(num_classes=1, **BENCH_MODELS[name])
     detector = build_model(cfg)
     if detector.task == "classification":  # a classifier detects through a sliding window (rung 2)
         detector = detector_from_classifier(detector)

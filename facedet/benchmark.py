@@ -27,6 +27,7 @@ Writes <out>/benchmark.md (the table), benchmark.json and pr_curves.png (all det
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -38,7 +39,7 @@ from tqdm import tqdm
 
 from facedet.checkpoint import SHIPPED_CHECKPOINT, load
 from facedet.cli import parse_scales, parse_size, run_cli, select_device
-from facedet.config import DataConfig, EvalConfig
+from facedet.config import MODEL_CONFIGS, DataConfig, EvalConfig
 from facedet.data.dataset import DetectionDataset, collate_photos
 from facedet.data.images import load_image
 from facedet.data.loaders import load_records
@@ -108,6 +109,16 @@ def _median_ms(fn, items, desc: str) -> float:
     return statistics.median(times) if times else float("nan")
 
 
+def _overrides_for(state: dict, overrides: list[str]) -> list[str]:
+    """The overrides that apply to a checkpoint: a `model.` key only for the rungs that have it
+    (model.window_stride=0.5 changes the sliding window and leaves the other rungs alone)."""
+    model = state.get("config", {}).get("model", {}) if isinstance(state.get("config"), dict) else {}
+    rung = MODEL_CONFIGS.get(model.get("name")) if isinstance(model, dict) else None
+    keys = {f.name for f in dataclasses.fields(rung)} if rung else set()
+    return [item for item in overrides
+            if not item.startswith("model.") or item.split("=", 1)[0].removeprefix("model.") in keys]
+
+
 def benchmark_checkpoint(label: str, checkpoint: Path, records: list[Record], device: torch.device,
                          eval_cfg: EvalConfig, overrides: list[str], timing_images: int, batch_size: int,
                          num_workers: int, window_max_images: int = 0, size: int | None = None,
@@ -118,12 +129,12 @@ def benchmark_checkpoint(label: str, checkpoint: Path, records: list[Record], de
     photos only when that is > 0. `size` and `scales` override a fully convolutional detector's
     input size and image pyramid.
     """
-    detector = load(checkpoint, device, overrides)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)  # mmap: no tensor is read
+    detector = load(checkpoint, device, _overrides_for(state, overrides))
     if detector.input_policy == "whole" and window_max_images:
         records = records[:window_max_images]
     if len(detector.class_names) != 1:
         raise ConfigError(f"{checkpoint}: a face benchmark needs a one-class detector, this one has {detector.class_names}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)  # mmap: no tensor is read
     loader = torch.utils.data.DataLoader(DetectionDataset(records), batch_size=batch_size, num_workers=num_workers,
                                          collate_fn=collate_photos)
     detections, _ = predict(detector, loader, eval_cfg, desc=label, size=size, scales=scales)
@@ -226,7 +237,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="", help="folder for benchmark.md/.json and pr_curves.png "
                         "(default benchmark/<data folder name>)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
-                        help="applied to every checkpoint's config, e.g. model.window_stride=0.5 for a faster scan")
+                        help="applied to every checkpoint's config (a model.* key only to the rungs that have it), "
+                        "e.g. model.window_stride=0.5 for a faster scan")
     return parser.parse_args(argv)
 
 

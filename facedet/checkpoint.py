@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from facedet.config import Config, apply_override, from_dict, validate
+from facedet.config import MODEL_CONFIGS, Config, ModelConfig, apply_override, from_dict, validate
 from facedet.errors import CheckpointError, ConfigError
 from facedet.models import build_model
 from facedet.models.detector import Detector
@@ -68,8 +68,14 @@ def _load_failure(err: Exception) -> str:
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path = "checkpoint") -> Config:
+    """The run's Config stored in a checkpoint (older flat model sections are accepted)."""
+    model = state["config"].get("model")
+    name = model.get("name", ModelConfig.name) if isinstance(model, Mapping) else None
+    if isinstance(model, Mapping) and name not in MODEL_CONFIGS:
+        raise CheckpointError(f"{path}: its config builds no model (model.name {name!r} is not a facedet model; "
+                              f"expected one of {', '.join(MODEL_CONFIGS)})")
     try:
-        return from_dict(state["config"], source=f"{path} (stored config)")
+        return from_dict(state["config"], source="stored config", lenient_model=True)
     except ConfigError as err:
         raise CheckpointError(f"{path}: stored config is not valid for this facedet ({err})") from None
 

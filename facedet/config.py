@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,33 +27,111 @@ CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 @dataclass
 class ModelConfig:
-    name: str = "yolo_face_tiny"  # a key of facedet.models.MODELS
+    """The keys every rung has. Each rung's own dataclass below adds the keys it reads;
+    `model.name` selects which one a config holds (see MODEL_CONFIGS)."""
+
+    name: str = "yolo_face_tiny"  # a key of MODEL_CONFIGS (and of facedet.models.MODELS)
     num_classes: int = 0  # object classes (background never counted); 0 = as many as the data has
-    image_size: int = 224  # square network input, pixels
-    # grid and YOLO rungs
+    image_size: int = 224  # square network input (the training crop of face_ssd), pixels
+
+
+@dataclass
+class ClassifierConfig(ModelConfig):
+    """Rung 1 (and 2): the seed's CNNClassifier, and how a checkpoint of it scans a photo."""
+
+    name: str = "classifier"
+    image_size: int = 128  # the seed's crop
+    embedding_dim: int = 512  # the seed's embedding layer; 32 for its small variant
+    # sliding window (rung 2)
+    window_sizes: list[int] = field(default_factory=lambda: [48, 64, 96, 128, 160, 224, 320])  # pixels
+    window_stride: float = 0.25  # step between windows, as a fraction of the window side
+    window_image_side: int = 512  # the photo's longer side is resized to this before scanning
+
+
+@dataclass
+class GridConfig(ModelConfig):
+    """Rung 3: grid_simple (the seed's GridSimpleCNNModel) and grid_cnn."""
+
+    name: str = "grid_simple"
+    griddim: int = 7  # S: the output grid is S x S cells
+
+
+@dataclass
+class YOLOFaceConfig(ModelConfig):
+    """Rung 4: the seed's YOLOFaceCNN, with YOLOv1's options."""
+
+    name: str = "yolo_face"
     griddim: int = 7  # S: the output grid is S x S cells
     boxes_per_cell: int = 1  # B (YOLOv1 uses 2)
     cell_relative: bool = False  # centres relative to the cell (YOLOv1) instead of the image (seed)
     lambda_coord: float = 5.0  # YOLOv1's weight of the coordinate loss
     lambda_noobj: float = 0.5  # YOLOv1's weight of the no-object confidence loss
-    # classifier rung
-    embedding_dim: int = 512  # the seed's embedding layer; 32 for its small variant
-    # sliding window (rung 2): how a classifier checkpoint scans a photo
-    window_sizes: list[int] = field(default_factory=lambda: [48, 64, 96, 128, 160, 224, 320])  # pixels
-    window_stride: float = 0.25  # step between windows, as a fraction of the window side
-    window_image_side: int = 512  # the photo's longer side is resized to this before scanning
-    # compact models
+
+
+@dataclass
+class YOLOFaceTinyConfig(YOLOFaceConfig):
+    """Rung 4, compact: the CPU quick start's model."""
+
+    name: str = "yolo_face_tiny"
     width: int = 32  # channels of the first stage; later stages multiply it
-    # SSD rung
+
+
+@dataclass
+class SSD300Config(ModelConfig):
+    """Rung 5: SSD300 (VGG16 base, 8732 priors, MultiBox loss)."""
+
+    name: str = "ssd300"
+    image_size: int = 300  # SSD300's priors are laid out for 300 x 300
     pretrained: str = ""  # path to a torchvision vgg16-*.pth, "torchvision" to download, "" = scratch
     batch_norm: bool = False  # BatchNorm in the VGG base (helps training from scratch)
     neg_pos_ratio: float = 3.0  # hard negative mining: negatives kept per positive
     loss: str = "ce"  # "ce" (softmax with background) or "focal" (sigmoid, no background column)
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
-    # face_ssd
+
+
+@dataclass
+class FastaiSSDConfig(ModelConfig):
+    """Rung 5, the fast.ai variant: a multi-box head on a 7x7 backbone map."""
+
+    name: str = "fastai_ssd"
+    width: int = 32  # channels of the backbone's first stage
+    loss: str = "ce"  # "focal" = focal loss; otherwise the seed's binary cross-entropy
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class FaceSSDConfig(ModelConfig):
+    """Rung 5 made small: the shipped face detector."""
+
+    name: str = "face_ssd"
+    image_size: int = 320  # the square training crop; inference runs on photos of any size
+    width: int = 32  # channels at stride 4; the four prediction maps have 2w, 4w, 8w, 8w
     fpn: bool = True  # top-down path from the stride-32 map into the stride-16 and stride-8 maps
     match_iou: float = 0.35  # a prior is positive when its IoU with a face is at least this
+    neg_pos_ratio: float = 3.0  # hard negative mining: negatives kept per positive
+    loss: str = "ce"  # "ce" (softmax with background) or "focal"
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+# model.name -> the dataclass of that rung's keys
+MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
+    "classifier": ClassifierConfig,
+    "grid_simple": GridConfig,
+    "grid_cnn": GridConfig,
+    "yolo_face": YOLOFaceConfig,
+    "yolo_face_tiny": YOLOFaceTinyConfig,
+    "ssd300": SSD300Config,
+    "fastai_ssd": FastaiSSDConfig,
+    "face_ssd": FaceSSDConfig,
+}
+
+
+def model_config(name: str, **values: Any) -> ModelConfig:
+    """The config of rung `name` with its defaults, then `values` (checked like a YAML file's)."""
+    return _build_model({"name": name, **values}, "model.", "arguments")
 
 
 @dataclass
@@ -119,7 +198,7 @@ class EvalConfig:
 class Config:
     name: str = ""  # run name: runs/<name>/; "" = the config file's stem
     out_dir: str = "runs"
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=YOLOFaceTinyConfig)  # the class named by model.name
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -180,6 +259,8 @@ def validate(cfg: Config) -> None:
     """Refuse values no run could use, naming the key."""
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
+        if not hasattr(getattr(cfg, section), name):  # a key of another rung
+            continue
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ConfigError(f"'{key}' is {value!r}; expected one of {', '.join(allowed)}")
@@ -189,6 +270,8 @@ def validate(cfg: Config) -> None:
                 "train.batch_size", "train.lr"]
     for key in positive:
         section, name = key.split(".")
+        if not hasattr(getattr(cfg, section), name):  # a key of another rung
+            continue
         value = getattr(getattr(cfg, section), name)
         if value <= 0:
             raise ConfigError(f"'{key}' is {value!r}; expected a positive number")
@@ -196,7 +279,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'train.schedule' is 'step' but 'train.step_size' is not set (> 0 iterations)")
 
 
-def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+def from_dict(data: dict[str, Any], source: str = "config", lenient_model: bool = False) -> Config:
+    """A Config from plain data; `lenient_model` drops model keys the rung does not use (the
+    flat model sections that older checkpoints store) instead of refusing them."""
+    if lenient_model and isinstance(data.get("model"), dict):
+        data = {**data, "model": dataclasses.asdict(_build_model(data["model"], "model.", source, lenient=True))}
     return _build(Config, data, prefix="", source=source)
 
 
@@ -220,7 +307,8 @@ def apply_override(cfg: Config, item: str) -> None:
         path = ".".join(parts[: depth + 1])
         fields = {f.name: f for f in dataclasses.fields(target)}
         if part not in fields:
-            raise ConfigError(_unknown_key(path, fields, "command line"))
+            rung = target.name if isinstance(target, ModelConfig) else ""
+            raise ConfigError(_unknown_key(path, fields, "command line", rung))
         if depth == len(parts) - 1:
             if dataclasses.is_dataclass(getattr(target, part)):
                 raise ConfigError(f"override '{item}': '{path}' is a section; set one of its keys")
@@ -229,7 +317,14 @@ def apply_override(cfg: Config, item: str) -> None:
             except yaml.YAMLError:
                 value = raw
             hint = typing.get_type_hints(type(target))[part]
-            setattr(target, part, _check(value, hint, path, "command line"))
+            value = _check(value, hint, path, "command line")
+            if path == "model.name" and value != target.name:  # another rung: its own dataclass
+                new = _model_class(value, "command line")
+                kept = {f.name: getattr(target, f.name) for f in dataclasses.fields(new)
+                        if f.name != "name" and hasattr(target, f.name)}
+                cfg.model = new(name=value, **kept)
+                return
+            setattr(target, part, value)
         else:
             target = getattr(target, part)
             if not dataclasses.is_dataclass(target):
@@ -240,18 +335,37 @@ def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
+    rung = data.get("name", cls.name) if issubclass(cls, ModelConfig) else ""
     for key, value in data.items():
         path = prefix + str(key)
         if key not in fields:
-            raise ConfigError(_unknown_key(path, fields, source))
+            raise ConfigError(_unknown_key(path, fields, source, rung))
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: '{path}' must be a section (mapping), got {value!r}")
-            kwargs[key] = _build(hint, value, path + ".", source)
+            build = _build_model if hint is ModelConfig else functools.partial(_build, hint)
+            kwargs[key] = build(value, path + ".", source)
         else:
             kwargs[key] = _check(value, hint, path, source)
     return cls(**kwargs)
+
+
+def _model_class(name: Any, source: str) -> type[ModelConfig]:
+    if name not in MODEL_CONFIGS:
+        raise ConfigError(f"{source}: 'model.name' is {name!r}; expected one of {', '.join(MODEL_CONFIGS)}")
+    return MODEL_CONFIGS[name]
+
+
+def _build_model(data: dict[str, Any], prefix: str, source: str, lenient: bool = False) -> ModelConfig:
+    """The model section as the dataclass of the rung its `name` selects. A key that rung does
+    not use is refused with the keys it does use; `lenient` drops such keys instead (configs
+    stored by facedet versions whose model section was one flat set of every rung's keys)."""
+    cls = _model_class(data.get("name", ModelConfig.name), source)
+    if lenient:
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+    return _build(cls, data, prefix, source)
 
 
 def _check(value: Any, hint: Any, path: str, source: str) -> Any:
@@ -280,8 +394,9 @@ def _check(value: Any, hint: Any, path: str, source: str) -> Any:
     return value
 
 
-def _unknown_key(path: str, fields: dict, source: str) -> str:
+def _unknown_key(path: str, fields: dict, source: str, rung: str = "") -> str:
     name = path.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(name, list(fields), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{source}: unknown key '{path}'{hint}; valid keys here: {', '.join(fields)}"
+    where = f"model '{rung}' uses" if rung else "valid keys here:"
+    return f"{source}: unknown key '{path}'{hint}; {where} {', '.join(fields)}"

@@ -10,7 +10,7 @@ from facedet.data.synthetic import ensure_synthetic
 from facedet.evaluation import evaluate_detections
 
 TINY = ["data.synthetic_train=16", "data.synthetic_val=8", "data.num_workers=0", "train.batch_size=8",
-        "model.width=8", "train.device=cpu", "train.epochs=1"]
+        "train.device=cpu", "train.epochs=1"]
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def setup(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("FACEDET_CACHE", str(cache))
     runs = tmp_path_factory.mktemp("runs")
-    assert run_cli(train.main, ["--config", "quickstart.yaml", f"out_dir={runs}", "name=yolo_face", *TINY]) == 0
+    assert run_cli(train.main, ["--config", "quickstart.yaml", f"out_dir={runs}", "name=yolo_face", *TINY, "model.width=8"]) == 0
     data = ensure_synthetic(n_train=16, n_val=8)
     yield runs, data
     mp.undo()

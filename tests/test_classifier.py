@@ -146,13 +146,12 @@ def test_figures_command_end_to_end(tmp_path):
 
     from facedet import models
     from facedet.files import atomic_save
-    from facedet.config import Config, to_dict
+    from facedet.config import Config, model_config, to_dict
     from facedet.figures.classifier import main
 
     if "classifier" not in getattr(models, "MODELS", {}):
         pytest.skip("facedet.models.MODELS has no 'classifier' entry yet")
-    cfg = Config()
-    cfg.model.name, cfg.model.image_size, cfg.model.embedding_dim = "classifier", 128, 32
+    cfg = Config(model=model_config("classifier", image_size=128, embedding_dim=32))
     torch.manual_seed(0)
     model = CNNClassifier(embedding_dim=32)
     atomic_save({"model": model.state_dict(), "config": to_dict(cfg), "epoch": 0}, tmp_path / "ck.pt")

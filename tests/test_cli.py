@@ -12,7 +12,7 @@ from facedet.checkpoint import load_checkpoint
 from facedet.cli import run_cli
 
 TINY = ["data.synthetic_train=24", "data.synthetic_val=8", "data.num_workers=0", "train.batch_size=8",
-        "model.width=8", "train.device=cpu"]
+        "train.device=cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def trained(tmp_path_factory):
     """One short quick-start run shared by the tests below."""
     out = tmp_path_factory.mktemp("runs")
     os.environ.setdefault("FACEDET_CACHE", str(tmp_path_factory.mktemp("cache")))
-    code = run_cli(train.main, ["--config", "quickstart.yaml", f"out_dir={out}", "name=q", "train.epochs=2", *TINY])
+    code = run_cli(train.main, ["--config", "quickstart.yaml", f"out_dir={out}", "name=q", "train.epochs=2", *TINY, "model.width=8"])
     assert code == 0
     return out / "q"
 
@@ -80,7 +80,7 @@ def _yolo_set(root: Path, label_text: str) -> Path:
 
 def test_train_on_bad_data_names_file_and_line(tmp_path, capsys):
     root = _yolo_set(tmp_path / "set", "0 0.5 0.5 0.2 0.2\n0 0.5 oops 0.2\n")
-    code = run_cli(train.main, ["--config", "quickstart.yaml", f"data.root={root}", f"out_dir={tmp_path}", *TINY])
+    code = run_cli(train.main, ["--config", "quickstart.yaml", f"data.root={root}", f"out_dir={tmp_path}", *TINY, "model.width=8"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert "a.txt:2" in err and "class cx cy w h" in err
@@ -147,7 +147,7 @@ def test_data_warnings_are_one_line_and_infer_makes_no_empty_folder(tmp_path, tr
     root = _yolo_set(tmp_path / "set", "0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.0 0.2\n")  # the second box has no width
     env = {**os.environ, "FACEDET_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "facedet.train", "--config", "quickstart.yaml", f"data.root={root}",
-           f"out_dir={tmp_path}", "train.epochs=1", *TINY]
+           f"out_dir={tmp_path}", "train.epochs=1", *TINY, "model.width=8"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-1000:]
     lines = [line for line in proc.stderr.splitlines() if "zero-area" in line]

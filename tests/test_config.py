@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from facedet.config import (
     CONFIGS_DIR,
@@ -95,3 +96,86 @@ def test_every_shipped_config_builds_its_model():
         with torch.device("meta"):  # no memory for the 400M-parameter seed models
             detector = build_model(cfg.model)
         assert sum(p.numel() for p in detector.model.parameters()) > 0, path.name
+
+
+# ----------------------------------------------------------------------------- one dataclass per rung
+
+
+def test_each_rung_has_its_own_keys_and_refuses_the_others():
+    from facedet.config import FaceSSDConfig, GridConfig
+
+    cfg = load_config("face_default.yaml")
+    assert isinstance(cfg.model, FaceSSDConfig) and cfg.model.match_iou == 0.35
+    with pytest.raises(ConfigError) as err:
+        load_config("face_default.yaml", ["model.griddim=14"])
+    assert "'model.griddim'" in str(err.value) and "model 'face_ssd' uses" in str(err.value)
+    assert "match_iou" in str(err.value) and "embedding_dim" not in str(err.value)
+    grid = load_config("grid7.yaml")
+    assert isinstance(grid.model, GridConfig) and not hasattr(grid.model, "width")
+
+
+def test_a_yaml_model_section_is_checked_against_its_rung(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  name: grid_simple\n  fpn: true\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'model.fpn'; model 'grid_simple' uses name, num_classes"):
+        load_config(path)
+    path.write_text("model:\n  name: grid_triple\n")
+    with pytest.raises(ConfigError, match="'model.name' is 'grid_triple'; expected one of classifier, grid_simple"):
+        load_config(path)
+
+
+def test_switching_model_name_on_the_command_line_switches_the_dataclass():
+    from facedet.config import GridConfig, SSD300Config
+
+    cfg = load_config("grid7.yaml", ["model.name=ssd300"])
+    assert isinstance(cfg.model, SSD300Config) and cfg.model.num_classes == 1  # shared keys carried over
+    cfg = load_config("grid7.yaml", ["model.name=grid_cnn"])
+    assert isinstance(cfg.model, GridConfig) and cfg.model.name == "grid_cnn" and cfg.model.griddim == 7
+
+
+def test_print_config_shows_only_the_rungs_keys(capsys):
+    from facedet import train
+
+    assert train.main(["--config", "grid7.yaml", "--print-config"]) == 0
+    model = yaml.safe_load(capsys.readouterr().out)["model"]
+    assert set(model) == {"name", "num_classes", "image_size", "griddim"}
+
+
+def test_every_rung_config_and_builder_agree():
+    from facedet.config import MODEL_CONFIGS
+    from facedet.models import MODELS
+
+    assert set(MODEL_CONFIGS) == set(MODELS)
+
+
+def test_a_flat_model_section_of_an_older_checkpoint_still_loads(tmp_path):
+    """Before one dataclass per rung, checkpoints stored every rung's keys in one model section."""
+    from facedet.checkpoint import checkpoint_config
+
+    flat = {"name": "grid_simple", "num_classes": 1, "image_size": 224, "griddim": 14, "boxes_per_cell": 1,
+            "embedding_dim": 512, "width": 32, "loss": "ce", "pretrained": ""}
+    cfg = checkpoint_config({"config": {"model": flat}}, tmp_path / "old.pt")
+    assert cfg.model.griddim == 14 and not hasattr(cfg.model, "embedding_dim")
+
+
+# which network each shipped config must build (checked on the meta device: no memory, no time)
+RUNG_OF_CONFIG = {
+    "classifier.yaml": "CNNClassifier", "grid7.yaml": "GridSimpleCNNModel", "grid14.yaml": "GridSimpleCNNModel",
+    "grid_cnn.yaml": "GridCNNModel", "yolo_face.yaml": "YOLOFaceCNN", "yolov1.yaml": "YOLOFaceTiny",
+    "quickstart.yaml": "YOLOFaceTiny", "ssd300_voc.yaml": "SSD300", "ssd300_face.yaml": "SSD300",
+    "ssd300_bccd.yaml": "SSD300", "fastai_ssd.yaml": "FastaiSSD", "face_default.yaml": "FaceSSD",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNG_OF_CONFIG))
+def test_every_shipped_config_builds_its_rung(name):
+    import torch
+
+    from facedet.config import CONFIGS_DIR
+    from facedet.models import build_model
+
+    assert sorted(p.name for p in CONFIGS_DIR.glob("*.yaml")) == sorted(RUNG_OF_CONFIG)
+    cfg = load_config(name)
+    with torch.device("meta"):
+        detector = build_model(cfg.model)
+    assert type(detector.model).__name__ == RUNG_OF_CONFIG[name]

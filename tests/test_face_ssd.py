@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from facedet.boxes import box_convert, box_iou
-from facedet.config import ModelConfig
+from facedet.config import model_config
 from facedet.data.dataset import image_to_tensor
 from facedet.data.synthetic import make_demo_image, render_scene
 from facedet.errors import ConfigError
@@ -105,7 +105,7 @@ def test_default_size_is_small():
 
 def test_builder_via_models():
     assert MODELS["face_ssd"] is build_face_ssd
-    cfg = ModelConfig(name="face_ssd", num_classes=1, image_size=128, width=8)
+    cfg = model_config("face_ssd", num_classes=1, image_size=128, width=8)
     detector = build_model(cfg)
     assert isinstance(detector, Detector)
     assert isinstance(detector.criterion, MultiBoxLoss) and isinstance(detector.postprocess, SSDPostprocess)
@@ -119,7 +119,7 @@ def test_builder_via_models():
 
 
 def test_loss_on_empty_image_is_finite():
-    detector = build_model(ModelConfig(name="face_ssd", num_classes=1, image_size=128, width=8))
+    detector = build_model(model_config("face_ssd", num_classes=1, image_size=128, width=8))
     outputs = detector.model(torch.randn(2, 3, 128, 128))
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     terms = detector.criterion(outputs, [empty, empty])
@@ -144,7 +144,7 @@ def test_overfits_one_batch_of_synthetic_scenes():
     face is found (IoU >= 0.5 with the best-scoring detection that overlaps it)."""
     torch.manual_seed(0)
     images, targets = _scene_batch(192, seeds=(1, 2))
-    detector = build_model(ModelConfig(name="face_ssd", num_classes=1, image_size=192, width=16))
+    detector = build_model(model_config("face_ssd", num_classes=1, image_size=192, width=16))
     optimizer = torch.optim.Adam(detector.model.parameters(), lr=3e-3)
     losses = []
     detector.model.train()

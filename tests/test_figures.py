@@ -164,12 +164,12 @@ def test_toy_candidates_surround_their_faces():
 def test_nms_before_after_on_a_detector():
     from PIL import Image
 
-    from facedet.config import ModelConfig
+    from facedet.config import model_config
     from facedet.figures.detections import nms_before_after
     from facedet.models import build_model
 
     torch.manual_seed(0)
-    cfg = ModelConfig(name="yolo_face_tiny", image_size=32, griddim=4, width=4, num_classes=1)
+    cfg = model_config("yolo_face_tiny", image_size=32, griddim=4, width=4, num_classes=1)
     detector = build_model(cfg)
     image = Image.new("RGB", (48, 40), (120, 90, 60))
     before, after = nms_before_after(detector, image, min_score=0.0, nms_iou=0.3)

@@ -20,7 +20,7 @@ class Noisy(torch.utils.data.Dataset):
 
 
 def config(*overrides):
-    return load_config(None, ["train.batch_size=4", "train.seed=7", "model.name=standin", "train.device=cpu",
+    return load_config(None, ["train.batch_size=4", "train.seed=7", "model.name=yolo_face_tiny", "train.device=cpu",
                               *overrides])
 
 

@@ -60,7 +60,7 @@ def make_detector(seed=0):
 
 
 def make_trainer(tmp_path, overrides=(), criterion=None, validate=None, seed=0):
-    cfg = load_config(None, ["train.epochs=3", "train.batch_size=4", "train.lr=1e-2", "model.name=standin",
+    cfg = load_config(None, ["train.epochs=3", "train.batch_size=4", "train.lr=1e-2", "model.name=yolo_face_tiny",
                              "train.device=cpu", *overrides])
     detector = make_detector(seed)
     if criterion is not None:
@@ -86,7 +86,7 @@ def test_fit_logs_terms_writes_chart_csv_and_checkpoints(tmp_path):
     assert len(calls) == 2  # epoch 2 (every 2) and the last epoch
     assert (tmp_path / "training_chart.png").stat().st_size > 5000
     state = load_checkpoint(tmp_path / "best.pt")
-    assert state["epoch"] == 3 and state["config"]["model"]["name"] == "standin"
+    assert state["epoch"] == 3 and state["config"]["model"]["name"] == "yolo_face_tiny"
     assert state["metrics"]["score"] == 2.0
 
 
@@ -146,8 +146,8 @@ def test_ctrl_c_saves_and_returns(tmp_path):
 
 def test_resume_refuses_checkpoint_of_another_model(tmp_path):
     make_trainer(tmp_path / "a", ["train.epochs=1"]).fit()
-    with pytest.raises(CheckpointError, match="model 'standin', expected 'other'"):
-        make_trainer(tmp_path / "b", [f"train.resume={tmp_path / 'a' / 'last.pt'}", "model.name=other"])
+    with pytest.raises(CheckpointError, match="model 'yolo_face_tiny', expected 'grid_simple'"):
+        make_trainer(tmp_path / "b", [f"train.resume={tmp_path / 'a' / 'last.pt'}", "model.name=grid_simple"])
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):

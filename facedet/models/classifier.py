@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.errors import ConfigError
+from facedet.config import ClassifierConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 
 # The seed's input resolution; the embedding layer's width depends on it.
@@ -120,7 +121,7 @@ def classifier_postprocess(outputs: Tensor, **unused: Any) -> Tensor:
     return torch.sigmoid(outputs)
 
 
-def build_classifier(cfg: Any) -> Detector:
+def build_classifier(cfg: ClassifierConfig) -> Detector:
     """Config -> Detector(task="classification").
 
     Reads `cfg.embedding_dim` and `cfg.image_size` (set it to 128, the seed's input).

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facedet.config import FaceSSDConfig
 from facedet.errors import ConfigError
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.models.detector import Detector
@@ -210,22 +211,20 @@ class FaceSSD(nn.Module):
 # --------------------------------------------------------------------------- 3-5. loss, post-process, builder
 
 
-def build_face_ssd(cfg) -> Detector:
+def build_face_ssd(cfg: FaceSSDConfig) -> Detector:
     """FaceSSD + ssd.MultiBoxLoss + ssd.SSDPostprocess, both on `make_face_priors`.
 
     Reads cfg.width, cfg.image_size (the square training input), cfg.num_classes, cfg.fpn,
     cfg.match_iou, cfg.neg_pos_ratio, cfg.loss ("ce" | "focal"), cfg.focal_alpha, cfg.focal_gamma.
     """
-    loss = getattr(cfg, "loss", "ce")
-    model = FaceSSD(cfg.width, cfg.num_classes, fpn=getattr(cfg, "fpn", True))
+    loss = cfg.loss
+    model = FaceSSD(cfg.width, cfg.num_classes, fpn=cfg.fpn)
     if loss == "focal":  # RetinaNet's init: every face sigmoid starts near 0.01
         for conv in model.cls:
             nn.init.constant_(conv.bias, -math.log((1 - 0.01) / 0.01))
     priors = make_face_priors(cfg.image_size)
-    criterion = MultiBoxLoss(priors, threshold=getattr(cfg, "match_iou", 0.35),
-                             neg_pos_ratio=getattr(cfg, "neg_pos_ratio", 3.0), loss=loss,
-                             focal_alpha=getattr(cfg, "focal_alpha", 0.25),
-                             focal_gamma=getattr(cfg, "focal_gamma", 2.0))
+    criterion = MultiBoxLoss(priors, threshold=cfg.match_iou, neg_pos_ratio=cfg.neg_pos_ratio, loss=loss,
+                             focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
     postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax", prior_fn=make_face_priors)
     return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size,
                     input_policy="scalable", max_size=DEFAULT_MAX_SIZE, size_multiple=INPUT_MULTIPLE)

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facedet.boxes import box_convert
-from facedet.errors import ConfigError
+from facedet.config import FastaiSSDConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 from facedet.models.ssd import (
     match_priors,
@@ -224,22 +225,21 @@ class FastaiSSDPostprocess:
 # --------------------------------------------------------------------------- builder
 
 
-def build_fastai_ssd(cfg) -> Detector:
+def build_fastai_ssd(cfg: FastaiSSDConfig) -> Detector:
     """FastaiSSD on a SmallBackbone(cfg.width) for 224x224 inputs.
 
     Uses cfg.num_classes, cfg.width, cfg.image_size (must be 224: the backbone divides by
     32 to reach the head's 7x7 map), cfg.loss ("focal" -> focal loss, otherwise the seed's
     BCE), cfg.focal_alpha, cfg.focal_gamma.
     """
-    image_size = getattr(cfg, "image_size", 224)
+    image_size = cfg.image_size
     if image_size != 224:
         raise ConfigError(f"model.image_size={image_size}: the fast.ai SSD head needs 224 "
                           "(a 7x7 backbone map)")
     anchors, cell_sizes = make_anchors()
-    model = FastaiSSD(cfg.num_classes, width=getattr(cfg, "width", 32))
-    loss = "focal" if getattr(cfg, "loss", "ce") == "focal" else "bce"
+    model = FastaiSSD(cfg.num_classes, width=cfg.width)
+    loss = "focal" if cfg.loss == "focal" else "bce"
     criterion = FastaiSSDLoss(anchors, cell_sizes, loss=loss,
-                              focal_alpha=getattr(cfg, "focal_alpha", 0.25),
-                              focal_gamma=getattr(cfg, "focal_gamma", 2.0))
+                              focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
     return Detector(model, criterion, FastaiSSDPostprocess(anchors, cell_sizes), image_size=cfg.image_size,
                     mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -23,8 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from facedet.boxes import box_convert, component_boxes, label_components
-from facedet.errors import ConfigError
+from facedet.config import GridConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 from facedet.models.yolo_face import LEAKY_SLOPE, binary_cross_entropy, feature_size, yolo_face_features
 
@@ -250,14 +251,14 @@ class GridPostprocess:
 # --------------------------------------------------------------------------- builders
 
 
-def _check_single_class(cfg: Any, name: str) -> None:
+def _check_single_class(cfg: GridConfig, name: str) -> None:
     if cfg.num_classes != 1:
         raise ConfigError(
             f"{name}: the grid detector finds one class (faces); model.num_classes must be 1, got {cfg.num_classes}"
         )
 
 
-def build_grid_simple(cfg: Any) -> Detector:
+def build_grid_simple(cfg: GridConfig) -> Detector:
     """Config -> Detector with the seed's GridSimpleCNNModel; reads cfg.griddim and image_size.
 
     The seed does not state its input normalisation; we use the ImageNet mean/std like the
@@ -269,7 +270,7 @@ def build_grid_simple(cfg: Any) -> Detector:
                     image_size=cfg.image_size)
 
 
-def build_grid_cnn(cfg: Any) -> Detector:
+def build_grid_cnn(cfg: GridConfig) -> Detector:
     """Config -> Detector with GridCNNModel (YOLO-face stack); reads cfg.griddim and image_size."""
     _check_single_class(cfg, "grid_cnn")
     model = GridCNNModel(cfg.griddim, cfg.image_size)

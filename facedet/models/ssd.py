@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facedet.boxes import box_convert, box_iou, decode, encode, greedy_nms_mask
-from facedet.errors import ConfigError
+from facedet.config import SSD300Config
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 
 # --------------------------------------------------------------------------- 1. priors
@@ -485,27 +486,26 @@ class SSDPostprocess:
 # --------------------------------------------------------------------------- 5. builder
 
 
-def build_ssd300(cfg) -> Detector:
+def build_ssd300(cfg: SSD300Config) -> Detector:
     """SSD300 + MultiBoxLoss + SSDPostprocess from a ModelConfig.
 
     Uses cfg.num_classes, cfg.batch_norm, cfg.pretrained ("" = from scratch, a path to a
     torchvision vgg16-*.pth, or "torchvision" to download it), cfg.neg_pos_ratio,
     cfg.loss ("ce" | "focal"), cfg.focal_alpha, cfg.focal_gamma.
     """
-    image_size = getattr(cfg, "image_size", 300)
+    image_size = cfg.image_size
     if image_size != 300:
         raise ConfigError(f"model.image_size={image_size}: SSD300's priors need 300")
-    loss = getattr(cfg, "loss", "ce")
-    model = SSD300(cfg.num_classes, batch_norm=getattr(cfg, "batch_norm", False),
+    loss = cfg.loss
+    model = SSD300(cfg.num_classes, batch_norm=cfg.batch_norm,
                    class_prior=0.01 if loss == "focal" else None)
-    pretrained = getattr(cfg, "pretrained", "")
+    pretrained = cfg.pretrained
     if pretrained:
         from facedet.models.vgg_weights import load_vgg16_base  # only when asked for
 
         load_vgg16_base(model, pretrained)
     priors = make_priors()
-    criterion = MultiBoxLoss(priors, neg_pos_ratio=getattr(cfg, "neg_pos_ratio", 3.0), loss=loss,
-                             focal_alpha=getattr(cfg, "focal_alpha", 0.25),
-                             focal_gamma=getattr(cfg, "focal_gamma", 2.0))
+    criterion = MultiBoxLoss(priors, neg_pos_ratio=cfg.neg_pos_ratio, loss=loss,
+                             focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
     postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax")
     return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=300)

@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facedet.boxes import batched_nms, box_area, box_convert, elementwise_box_iou, nms
-from facedet.errors import ConfigError
+from facedet.config import YOLOFaceConfig, YOLOFaceTinyConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 
 # YOLOv1's leaky ReLU slope, also used by the seed.
@@ -480,7 +481,7 @@ class YOLOPostprocess:
 # --------------------------------------------------------------------------- builders
 
 
-def _loss_and_postprocess(cfg: Any) -> tuple[YOLOFaceLoss, YOLOPostprocess]:
+def _loss_and_postprocess(cfg: YOLOFaceConfig) -> tuple[YOLOFaceLoss, YOLOPostprocess]:
     grid = dict(
         griddim=cfg.griddim,
         boxes_per_cell=cfg.boxes_per_cell,
@@ -490,7 +491,7 @@ def _loss_and_postprocess(cfg: Any) -> tuple[YOLOFaceLoss, YOLOPostprocess]:
     return YOLOFaceLoss(cfg.lambda_coord, cfg.lambda_noobj, **grid), YOLOPostprocess(**grid)
 
 
-def build_yolo_face(cfg: Any) -> Detector:
+def build_yolo_face(cfg: YOLOFaceConfig) -> Detector:
     """Config -> Detector with the seed's YOLOFaceCNN.
 
     Reads cfg.griddim, boxes_per_cell, num_classes, cell_relative, lambda_coord, lambda_noobj
@@ -502,7 +503,7 @@ def build_yolo_face(cfg: Any) -> Detector:
     return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size)
 
 
-def build_yolo_face_tiny(cfg: Any) -> Detector:
+def build_yolo_face_tiny(cfg: YOLOFaceTinyConfig) -> Detector:
     """Config -> Detector with YOLOFaceTiny; also reads cfg.width (channels of the first stage)."""
     model = YOLOFaceTiny(
         cfg.width, cfg.griddim, cfg.boxes_per_cell, cfg.num_classes, cfg.image_size, cfg.cell_relative
