@@ -336,12 +336,13 @@ def measure_shipped_and_haar(args: argparse.Namespace) -> list[dict]:
     detector = load(None, device)
     image = latency_photo(args.photo)
     photo = to_image_tensor(image)
-    params = sum(p.numel() for p in detector.model.parameters())
+    params = detector.num_parameters
     rows = []
     # the CLI's default (size 640 = this photo's own size, calibrated min score), the
     # evaluation's min score, and the old fixed 320 input for comparison
     for size, min_score in ((None, detector.min_score), (None, EVAL_SETTINGS["min_score"]), (320, detector.min_score)):
-        shown = f"size {size or 'native'}, min_score {min_score:.3g}"
+        shown = f"size {size}" if size else f"default size (own, <= {detector.max_size} px)"
+        shown += f", min_score {min_score:.3g}"
         ms = 1000 * timed(lambda: detector(photo, min_score=min_score, size=size), device, 1, args.repeats)
         rows.append({"model": f"face_ssd (shipped weights), {shown}", "parameters": params, "ms": ms})
     try:

@@ -143,7 +143,7 @@ def benchmark_checkpoint(label: str, checkpoint: Path, records: list[Record], de
     point = operating_point(detections, truths, 1, detector.min_score)
     photos = [to_image_tensor(load_image(r.image_path)) for r in records[:timing_images]]
     ms = _median_ms(lambda image: detector(image, size=size, scales=scales), photos, f"{label} timing")
-    params = sum(p.numel() for p in detector.model.parameters())
+    params = detector.num_parameters
     return _row(label, str(checkpoint), params, result, len(records), ms, state.get("train_time_s"), point)
 
 

@@ -4,14 +4,18 @@
         --data $FACEDET_DATA/faces-caltech --data $FACEDET_DATA/faces-mask --precision 0.9
 
 A score threshold trades missed faces for false alarms, and a network's scores are not
-probabilities of being right: where 0.5 falls depends on the model and the data. The rule
-here is the one a user can read off: on every validation set, the lowest threshold whose
-detections are still at least `--precision` right (IoU >= 0.5 with a labelled face); the
-stored threshold is the highest of those, so each set keeps that precision. The detector
-runs exactly as `facedet.infer` runs it (its default size). The checkpoint gains
+probabilities of being right: where 0.5 falls depends on the model and the data. Two rules,
+both read off the validation sets with the detector run exactly as `facedet.infer` runs it:
 
-    "operating_point": {"min_score", "rule", "precision_target", "per_set": {name: precision,
-                        recall, recall by face size}}
+    --rule f1         the threshold of the best F1 (IoU >= 0.5 with a labelled face) over all
+                      the sets' detections together: as many faces found as false alarms avoided
+    --rule precision  on every set, the lowest threshold whose detections are still at least
+                      `--precision` right; the highest of those, so each set keeps that precision
+
+The checkpoint gains
+
+    "operating_point": {"min_score", "rule", "per_set": {name: precision, recall, recall by
+                        face size, the threshold of precision >= --precision on that set}}
 
 which `facedet.load` and `facedet.infer` use as the default `min_score`.
 """
@@ -29,9 +33,11 @@ from facedet.config import DataConfig, EvalConfig
 from facedet.data.dataset import DetectionDataset, collate_photos
 from facedet.data.loaders import load_records
 from facedet.errors import ConfigError
-from facedet.evaluation import operating_point, threshold_for_precision
+from facedet.evaluation import operating_point, threshold_for_best_f1, threshold_for_precision
 from facedet.models.detector import Detector
 from facedet.predict import predict
+
+RULES = ("f1", "precision")
 
 
 def validation_detections(detector: Detector, root: str, split: str, classes: str,
@@ -47,29 +53,38 @@ def validation_detections(detector: Detector, root: str, split: str, classes: st
 
 
 def calibrate(detector: Detector, roots: list[str], split: str = "val", classes: str = "face",
-              precision: float = 0.9, workers: int = 2) -> dict:
+              precision: float = 0.9, workers: int = 2, rule: str = "f1") -> dict:
     """The operating point (see the module docstring) as the dict stored in checkpoints."""
+    if rule not in RULES:
+        raise ConfigError(f"--rule {rule!r}: expected one of {', '.join(RULES)}")
     found = {Path(root.rstrip("/")).name: validation_detections(detector, root, split, classes, workers)
              for root in roots}
     num_classes = len(detector.class_names)
     per_set_threshold = {name: threshold_for_precision(dets, truths, num_classes, precision)
                          for name, (dets, truths) in found.items()}
-    min_score = max(per_set_threshold.values())
+    if rule == "precision":
+        min_score = max(per_set_threshold.values())
+        how = f"lowest score with precision >= {precision:g} at IoU 0.5 on each of {' and '.join(found)} {split}"
+    else:
+        all_dets = [d for dets, _ in found.values() for d in dets]
+        all_truths = [t for _, truths in found.values() for t in truths]
+        min_score = threshold_for_best_f1(all_dets, all_truths, num_classes)
+        how = f"best F1 at IoU 0.5 on {' and '.join(found)} {split} together"
     per_set = {}
     for name, (dets, truths) in found.items():
         point = operating_point(dets, truths, num_classes, min_score)
-        per_set[name] = {**point.as_dict(), "own_threshold": per_set_threshold[name], "images": len(dets)}
-    return {"min_score": float(min_score),
-            "rule": f"lowest score with precision >= {precision:g} at IoU 0.5 on {' and '.join(found)} {split}",
-            "precision_target": precision, "max_size": detector.max_size, "per_set": per_set}
+        per_set[name] = {**point.as_dict(), f"threshold_for_precision_{precision:g}": per_set_threshold[name],
+                         "images": len(dets)}
+    return {"min_score": float(min_score), "rule": how, "precision_target": precision,
+            "max_size": detector.max_size, "per_set": per_set}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m facedet.calibrate",
-        description="Choose a checkpoint's default min score on validation data (the lowest threshold that "
-        "keeps --precision on every --data set) and store it in the checkpoint; facedet.infer and "
-        "facedet.load then use it.",
+        description="Choose a checkpoint's default min score on validation data (the best F1 over the --data "
+        "sets, or the lowest threshold that keeps --precision on every set) and store it in the checkpoint; "
+        "facedet.infer and facedet.load then use it.",
         epilog="Example: python -m facedet.calibrate --checkpoint runs/face_default/best.pt "
         "--data $FACEDET_DATA/faces-caltech --data $FACEDET_DATA/faces-mask",
     )
@@ -78,7 +93,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a validation data set folder; repeat for several (each must keep the precision)")
     parser.add_argument("--split", default="val", help="split to calibrate on (default val)")
     parser.add_argument("--classes", default="face", help="data.classes for reading the sets (default face)")
-    parser.add_argument("--precision", type=float, default=0.9, help="precision to keep, 0-1 (default 0.9)")
+    parser.add_argument("--rule", choices=RULES, default="f1",
+                        help="f1: the best F1 over the sets together (default); precision: the lowest threshold "
+                        "that keeps --precision on every set")
+    parser.add_argument("--precision", type=float, default=0.9,
+                        help="precision to keep with --rule precision, and reported per set with either (default 0.9)")
     parser.add_argument("--out", help="write the calibrated checkpoint here (default: replace --checkpoint)")
     parser.add_argument("--workers", type=int, default=2, help="data-loading workers (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -90,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 < args.precision <= 1.0:
         raise ConfigError(f"--precision {args.precision}: expected a value in (0, 1]")
     detector = load(args.checkpoint, select_device(args.device))
-    point = calibrate(detector, args.data, args.split, args.classes, args.precision, args.workers)
+    point = calibrate(detector, args.data, args.split, args.classes, args.precision, args.workers, args.rule)
     state = load_checkpoint(args.checkpoint)
     state["operating_point"] = point
     out = Path(args.out or args.checkpoint)
@@ -98,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"min score {point['min_score']:.4f}: {point['rule']}")
     for name, row in point["per_set"].items():
         sizes = ", ".join(f"{k} {f}/{n}" for k, (f, n) in row["recall_by_size"].items() if n)
-        print(f"  {name}: precision {row['precision']:.3f}, recall {row['recall']:.3f} "
-              f"(own threshold {row['own_threshold']:.3f}); found by size: {sizes}")
+        own = row[f"threshold_for_precision_{args.precision:g}"]
+        print(f"  {name}: precision {row['precision']:.3f}, recall {row['recall']:.3f}; found by size: {sizes}; "
+              f"precision >= {args.precision:g} from score {own:.3f}")
     print(f"wrote {out}")
     return 0
 

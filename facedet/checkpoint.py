@@ -19,7 +19,7 @@ import torch
 from facedet.config import MODEL_CONFIGS, Config, ModelConfig, apply_override, from_dict, validate
 from facedet.errors import CheckpointError, ConfigError
 from facedet.models import build_model
-from facedet.models.detector import Detector
+from facedet.models.detector import Detector, fuse_batchnorm
 from facedet.models.sliding_window import detector_from_classifier
 
 # The face detector shipped with the package: what facedet.load() and facedet.infer use
@@ -134,7 +134,8 @@ def load(path: str | Path | None = None, device: torch.device | str = "auto", ov
         found = det("photo.jpg")     # Detections, boxes in the photo's pixels
 
     A classifier checkpoint (rung 1) comes back inside a sliding window (rung 2), so every
-    checkpoint can detect.
+    checkpoint can detect. For speed, BatchNorm layers are folded into the convolutions before
+    them (`fuse_batchnorm`): use `load_detector` for a model to train or export.
     """
     if path is None:
         path = SHIPPED_CHECKPOINT
@@ -144,8 +145,6 @@ def load(path: str | Path | None = None, device: torch.device | str = "auto", ov
     if isinstance(device, str) and device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     detector = load_detector(path, device, overrides)
-    if detector.input_policy == "scalable":  # photo-sized inputs: NHWC weights to match NHWC inputs
-        detector.model.to(memory_format=torch.channels_last)
     if detector.task == "classification":
         m = detector.config.model
         wrapped = detector_from_classifier(detector, window_sizes=m.window_sizes, stride_fraction=m.window_stride,
@@ -154,4 +153,7 @@ def load(path: str | Path | None = None, device: torch.device | str = "auto", ov
         wrapped.min_score, wrapped.calibration = detector.min_score, detector.calibration
         wrapped.model.to(device)
         detector = wrapped
+    fuse_batchnorm(detector.model)  # inference only: one pass per feature map instead of two
+    if detector.input_policy == "scalable":  # photo-sized inputs: NHWC weights to match NHWC inputs
+        detector.model.to(memory_format=torch.channels_last)
     return detector

@@ -544,6 +544,16 @@ def threshold_for_precision(detections: Sequence[Mapping], ground_truths: Sequen
     return float(scores[ok[-1]]) if len(ok) else 1.0
 
 
+def threshold_for_best_f1(detections: Sequence[Mapping], ground_truths: Sequence[Mapping], num_classes: int,
+                          iou: float = 0.5) -> float:
+    """The score threshold of the best F1 = 2PR / (P + R) (IoU >= iou); 1.0 without detections."""
+    scores, prec, rec = score_curve(detections, ground_truths, num_classes, iou)
+    if not len(scores):
+        return 1.0
+    f1 = 2 * prec * rec / np.maximum(prec + rec, np.finfo(np.float64).tiny)
+    return float(scores[int(np.argmax(f1))])
+
+
 def operating_point(detections: Sequence[Mapping], ground_truths: Sequence[Mapping], num_classes: int,
                     min_score: float, iou: float = 0.5,
                     size_bins: Sequence[tuple[float, float]] = SIZE_BINS) -> OperatingPoint:

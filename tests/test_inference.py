@@ -289,3 +289,26 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     for line in capsys.readouterr().out.splitlines():  # "[x1, y1, x2, y2] score" per face
         box, score = line.rsplit(" ", 1)
         assert len(eval(box)) == 4 and 0.0 <= float(score) <= 1.0
+
+
+def test_folding_batchnorm_keeps_the_outputs_and_the_parameter_count():
+    from facedet.models.detector import fuse_batchnorm
+
+    torch.manual_seed(0)
+    model = FaceSSD(width=16).eval()
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):  # statistics a trained net would have
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+    images = torch.randn(2, 3, 128, 192)
+    with torch.no_grad():
+        expected = model(images)
+    count = sum(p.numel() for p in model.parameters())
+    fused = fuse_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    with torch.no_grad():
+        got = fused(images)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+    det = Detector(fused, nn.Identity(), lambda o, **k: o)
+    assert det.num_parameters == count

@@ -90,7 +90,7 @@ def test_calibrate_stores_an_operating_point_that_load_uses(tmp_path, monkeypatc
     assert load(path, "cpu").min_score == 0.5 and not load(path, "cpu").calibration
     out = tmp_path / "calibrated.pt"
     assert run_cli(calibrate.main, ["--checkpoint", str(path), "--data", str(data), "--data", str(data),
-                                    "--out", str(out), "--workers", "0", "--precision", "0.5"]) == 0
+                                    "--out", str(out), "--workers", "0", "--precision", "0.5", "--rule", "precision"]) == 0
     point = load_checkpoint(out)["operating_point"]
     assert set(point["per_set"]) == {data.name}  # the same folder twice is one set
     assert 0.0 <= point["min_score"] <= 1.0 and "precision >= 0.5" in point["rule"]
@@ -101,3 +101,22 @@ def test_calibrate_stores_an_operating_point_that_load_uses(tmp_path, monkeypatc
 def test_calibrate_refuses_a_bad_precision(tmp_path, capsys):
     assert run_cli(calibrate.main, ["--checkpoint", str(tmp_path / "x.pt"), "--data", "d", "--precision", "2"]) == 2
     assert "--precision 2" in capsys.readouterr().err
+
+
+def test_threshold_for_best_f1_by_hand():
+    from facedet.evaluation import threshold_for_best_f1
+
+    # F1 at 0.9: 2(1)(1/3)/(4/3) = 0.5; at 0.8: 0.4; at 0.6: 2/3; at 0.2: 2(3/4)(1)/(7/4) = 0.857
+    assert threshold_for_best_f1([FOUND], [FACES], 1) == pytest.approx(0.2)
+    assert threshold_for_best_f1([det([], [])], [FACES], 1) == 1.0
+
+
+def test_calibrate_rules_are_checked():
+    with pytest.raises(facedet_errors().ConfigError, match="--rule 'best'"):
+        calibrate.calibrate(None, [], rule="best")
+
+
+def facedet_errors():
+    import facedet.errors
+
+    return facedet.errors
