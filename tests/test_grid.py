@@ -273,3 +273,15 @@ def test_builders():
     assert isinstance(simple, Detector) and isinstance(simple.model, GridSimpleCNNModel)
     assert type(cnn.model) is GridCNNModel
     assert simple.criterion.griddim == 14 and cnn.postprocess.griddim == 14
+
+
+def test_grid_head_ends_in_a_sigmoid_of_the_last_linear_layer():
+    """The seed's head: Linear -> Sigmoid, so each cell is a probability the BCE loss can read."""
+    from facedet.models.grid import GridSimpleCNNModel
+
+    model = GridSimpleCNNModel(griddim=2, image_size=32).eval()
+    seen = {}
+    model.head[-2].register_forward_hook(lambda module, args, out: seen.setdefault("logits", out))
+    with torch.no_grad():
+        probs = model(torch.randn(2, 3, 32, 32) * 3)
+    torch.testing.assert_close(probs.reshape(2, -1), torch.sigmoid(seen["logits"]).reshape(2, -1))

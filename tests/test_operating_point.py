@@ -62,8 +62,9 @@ def test_operating_point_and_recall_by_size_by_hand():
     assert by_size["10-16 px"] == (1, 1) and by_size["32-64 px"] == (1, 1) and by_size[">= 128 px"] == (0, 1)
     assert by_size["< 10 px"] == (0, 0)
     assert by_size["16-32 px"] == (0, 0)
-    # a detection scoring exactly min_score is kept
-    assert operating_point([FOUND], [FACES], 1, min_score=0.2).recall == pytest.approx(1.0)
+    # a detection scoring exactly min_score is kept (0.2 as the float32 the detector returns)
+    exactly = float(FOUND["scores"][-1])
+    assert operating_point([FOUND], [FACES], 1, min_score=exactly).recall == pytest.approx(1.0)
 
 
 def test_recall_by_size_ignores_other_sizes_and_difficult_faces():

@@ -392,3 +392,63 @@ def test_full_model_step_lowers_loss():
     with torch.no_grad():
         after = criterion(model(images), targets)
     assert after["loc"] + after["conf"] < loss.item()
+
+
+# ----------------------------------------------------------------------------- rules the paper fixes
+
+
+def test_pool5_is_3x3_stride_1_so_conv5_keeps_19x19_and_one_activation_spreads_to_9():
+    from facedet.models.ssd import VGGBase
+
+    pool5 = VGGBase().pool5
+    x = torch.full((1, 1, 19, 19), -1.0)
+    x[0, 0, 9, 9] = 1.0
+    y = pool5(x)
+    assert y.shape[-2:] == (19, 19)
+    assert (y == 1.0).sum() == 9 and bool((y[0, 0, 8:11, 8:11] == 1.0).all())  # a 3x3 max, not 1x1
+
+
+def test_conv10_2_is_a_valid_3x3_convolution_with_stride_1():
+    """The paper's conv10_2: 5x5 -> 3x3 by a 3x3 conv without padding (stride 1), so every output
+    sees 3x3 inputs of the 5x5 map; stride 2 with padding 1 would also give 3x3 but skip rows."""
+    from facedet.models.ssd import AuxiliaryConvs
+
+    conv = AuxiliaryConvs().conv10_2[0]
+    assert conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (0, 0)
+
+
+def test_predictions_are_flattened_in_the_priors_order():
+    """Each prediction conv is replaced by one that writes its cell's centre into the offsets:
+    after flattening, prediction p must carry prior p's centre."""
+    from torch import nn
+
+    from facedet.models.ssd import PRIORS_PER_CELL, PredictionConvs
+
+    class CellCentres(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        def forward(self, f):
+            n, _, h, w = f.shape
+            cy, cx = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
+            per_prior = torch.stack([cx, cy, torch.zeros_like(cx), torch.zeros_like(cx)])  # (4, H, W)
+            return per_prior.repeat(self.k, 1, 1)[None].expand(n, -1, -1, -1)  # (N, k*4, H, W)
+
+    heads = PredictionConvs(num_scores=2)
+    heads.loc = nn.ModuleList(CellCentres(k) for k in PRIORS_PER_CELL)
+    features = [torch.zeros(1, c, s, s) for c, s in zip(PredictionConvs.CHANNELS, (38, 19, 10, 5, 3, 1))]
+    locs, _ = heads(features)
+    torch.testing.assert_close(locs[0, :, :2], make_priors()[:, :2], rtol=0, atol=1e-6)
+
+
+def test_a_prior_at_exactly_the_matching_threshold_is_positive():
+    """SSD: priors with IoU >= 0.5 are positives (the paper's "higher than a threshold (0.5)" is
+    implemented with >= in the reference code)."""
+    from facedet.models.ssd import match_priors
+
+    # binary fractions, so the IoU is exactly 0.5 in floating point: 0.125 / 0.25
+    priors = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.25], [0.75, 0.75, 1.0, 1.0]])
+    gt = torch.tensor([[[0.0, 0.0, 0.5, 0.25]]])  # IoU 0.5 exactly with prior 0, 1.0 with prior 1
+    labels, _ = match_priors(gt, torch.tensor([[0]]), torch.tensor([[True]]), priors, threshold=0.5)
+    assert labels.tolist() == [[1, 1, 0]]

@@ -119,3 +119,15 @@ def test_top_k_sorted_and_sigmoid_mode(priors):
     assert torch.all(out["scores"][:-1] >= out["scores"][1:])
     # sigmoid of the class columns, background column ignored
     assert out["scores"][0] == outputs[1][0, :, 1:].sigmoid().max()
+
+
+def test_a_box_scoring_exactly_min_score_is_kept():
+    """min_score means "at least": the calibrated threshold is itself a detection's score."""
+    from facedet.models.ssd import multiclass_nms
+
+    boxes = torch.tensor([[[0.0, 0.0, 0.2, 0.2], [0.5, 0.5, 0.9, 0.9], [0.3, 0.0, 0.4, 0.1]]])
+    scores = torch.tensor([[[0.75], [0.5], [0.25]]])
+    (kept,) = multiclass_nms(boxes, scores, min_score=0.5, nms_iou=0.45, top_k=10)
+    assert kept["scores"].tolist() == [0.75, 0.5]
+    (kept,) = multiclass_nms(boxes, scores, min_score=0.5000001, nms_iou=0.45, top_k=10)
+    assert kept["scores"].tolist() == [0.75]

@@ -387,7 +387,7 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: flo
 
     boxes  (B, P, 4) "xyxy" (one box per prior, shared by the classes)
     scores (B, P, C) probabilities of the C object classes (no background column)
-    Every (image, class) pair is a group: its boxes scoring > min_score, best first.
+    Every (image, class) pair is a group: its boxes scoring >= min_score, best first.
     Only the best `candidates` of each group enter one padded NMS (facedet.boxes'
     `greedy_nms_mask`, all groups at once). The top_k boxes of an image are shared by its
     C classes, so the default is 4 * top_k / C (at most top_k): the IoU work grows with its
@@ -399,7 +399,7 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: flo
     """
     b, p, c = scores.shape
     group_scores = scores.transpose(1, 2).reshape(b * c, p)  # (G, P), group g = image * C + class
-    passing = group_scores > min_score
+    passing = group_scores >= min_score
     num_pass = passing.sum(dim=1)  # (G,)
     most = int(num_pass.max()) if num_pass.numel() else 0
     if candidates is None:
@@ -409,7 +409,7 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: flo
     while True:
         ranked = group_scores.masked_fill(~passing, -1.0)
         cand_scores, cand_prior = ranked.topk(cut, dim=1)  # (G, cut) best first
-        cand_valid = cand_scores > min_score
+        cand_valid = cand_scores >= min_score
         cand_boxes = boxes[image.unsqueeze(1), cand_prior]  # (G, cut, 4)
         keep = greedy_nms_mask(cand_boxes, cand_valid, nms_iou)
 
@@ -427,7 +427,7 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: flo
     best_scores, best = kept_scores.topk(min(top_k, c * cut), dim=1)  # (B, top_k)
     best_boxes = cand_boxes.view(b, c * cut, 4).gather(1, best.unsqueeze(-1).expand(-1, -1, 4))
     best_labels = best // cut  # position in (class, candidate) order -> 0-based class
-    found = best_scores > min_score
+    found = best_scores >= min_score
     return [
         {"boxes": best_boxes[i][found[i]], "scores": best_scores[i][found[i]],
          "labels": best_labels[i][found[i]]}
