@@ -29,7 +29,8 @@ from facedet.models.ssd import SSDPostprocess
 
 class BrightSquares(nn.Module):
     """FaceSSD's outputs for an input (N, 3, H, W) in [0, 1]: zero offsets everywhere; the
-    16 px prior of each stride-8 cell scores logit 20 * (brightness of its 8 x 8 block - 0.9)."""
+    16 px prior of each stride-8 cell scores logit 20 * (brightness of its 8 x 8 block - 0.9)
+    against a background logit 0, every other prior is background by 20 logits."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,9 +42,11 @@ class BrightSquares(nn.Module):
         self.inputs.append((n, h, w))
         p = len(make_face_priors(h, w))
         scores = torch.zeros(n, p, 2)
+        scores[..., 0] = 20.0  # every prior says "background" ...
         block = F.avg_pool2d(images.mean(1, keepdim=True), 8)[:, 0]  # (N, H/8, W/8)
         k = priors_per_cell()[0]  # priors per stride-8 cell; the 16 px one is second
         first = scores[:, : block.shape[1] * block.shape[2] * k].view(n, block.shape[1], block.shape[2], k, 2)
+        first[..., 1, 0] = 0.0  # ... except the 16 px ones, whose face logit is the brightness
         first[..., 1, 1] = 20 * (block - 0.9)
         return torch.zeros(n, p, 4), scores
 
@@ -312,3 +315,36 @@ def test_folding_batchnorm_keeps_the_outputs_and_the_parameter_count():
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
     det = Detector(fused, nn.Identity(), lambda o, **k: o)
     assert det.num_parameters == count
+
+
+def test_face_ssd_predictions_are_flattened_in_the_priors_order():
+    """Each prediction conv is replaced by one that writes its cell's centre into the offsets:
+    after flattening, prediction p must carry prior p's centre, on a non-square input too."""
+
+    class CellCentres(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        def forward(self, f):
+            n, _, h, w = f.shape
+            cy, cx = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
+            per_prior = torch.stack([cx, cy, torch.zeros_like(cx), torch.zeros_like(cx)])
+            return per_prior.repeat(self.k, 1, 1)[None].expand(n, -1, -1, -1)
+
+    model = FaceSSD(width=8).eval()
+    model.loc = nn.ModuleList(CellCentres(k) for k in priors_per_cell())
+    with torch.no_grad():
+        locs, _ = model(torch.zeros(1, 3, 128, 192))
+    torch.testing.assert_close(locs[0, :, :2], make_face_priors(128, 192)[:, :2], rtol=0, atol=1e-6)
+
+
+def test_a_tile_keeps_only_the_boxes_centred_in_its_own_span():
+    from facedet.models.detector import _Pass, _to_photo
+
+    det = {"boxes": torch.tensor([[0.0, 0.0, 0.25, 0.25], [0.5, 0.5, 0.75, 0.75]]),  # fractions of 128 x 128
+           "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([0, 0])}
+    tile = _Pass(0, torch.zeros(3, 128, 128), offset=(64.0, 0.0), scale=(1.0, 1.0),
+                 keep_region=(96.0, -math.inf, math.inf, math.inf))  # responsible for centres x >= 96
+    out = _to_photo(det, tile, (128, 128))
+    assert out["boxes"].tolist() == [[128.0, 64.0, 160.0, 96.0]] and out["scores"].tolist() == [0.800000011920929]
