@@ -28,7 +28,6 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -383,8 +382,3 @@ def _to_photo(det: dict[str, Tensor], p: _Pass, input_hw: tuple[int, int]) -> di
     sx, sy = p.scale
     boxes = boxes[keep] / torch.tensor([sx, sy, sx, sy])
     return {"boxes": boxes, "scores": det["scores"].float().cpu()[keep], "labels": det["labels"].cpu()[keep]}
-
-
-def load_images(paths: Sequence[str | Path]) -> list[Tensor]:
-    """Photos from disk as (3, H, W) tensors in [0, 1] (EXIF-rotated, any PIL mode)."""
-    return [to_image_tensor(load_image(path)) for path in paths]
