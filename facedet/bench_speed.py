@@ -384,7 +384,11 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m facedet.bench_speed", description=__doc__.split("\n\n")[0],
                                      epilog="See the module docstring (facedet/bench_speed.py) for what each number means.")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["models", "nms", "loader"])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["models", "nms", "loader"],
+                        help="what to measure (default: models nms loader): models = train/infer images per second "
+                             "and peak memory per model; nms = the NMS engine against candidate counts; loader = "
+                             "training-loader images per second against --workers; latency = ms for one 640x480 "
+                             "photo per rung, beside OpenCV's Haar cascade")
     parser.add_argument("--models", nargs="+", choices=list(BENCH_MODELS), default=list(BENCH_MODELS),
                         help="models to time (default all; in the latency section the classifier scans a sliding window)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")

@@ -14,6 +14,18 @@ from facedet.data.labels import DataWarning
 from facedet.errors import ConfigError, FacedetError
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse's ArgumentDefaultsHelpFormatter, minus the empty defaults: "(default: 0.5)" is
+    worth reading, "(default: )" or "(default: None)" is not."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        empty = action.default in (None, "", [], False) or action.default is argparse.SUPPRESS
+        if "%(default)" in text or empty or action.option_strings == []:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def select_device(name: str = "auto") -> torch.device:
     """"auto" -> CUDA when present, else CPU; otherwise the named device."""
     if name == "auto":

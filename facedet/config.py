@@ -21,8 +21,9 @@ import yaml
 
 from facedet.errors import ConfigError
 
-# The repository's configs/ folder: `--config yolo_face.yaml` falls back to it.
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The shipped configs, package data (facedet/configs/): `--config yolo_face.yaml` falls back to them,
+# from any folder and in a wheel install as well as an editable one.
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass
@@ -180,7 +181,11 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:1
     seed: int = 0
     val_every: int = 1  # validate every N epochs; 0 = never
-    resume: str = ""  # checkpoint to continue from
+    resume: str = ""  # checkpoint to continue from (exactly: a mid-epoch last.pt resumes at its next batch)
+    # False: best.pt / last.pt hold the weights and the schedule but not the optimizer's state
+    # (Adam keeps two moments per weight: its checkpoints are 3x the weights). Resuming from such
+    # a checkpoint restarts the moments, so the run is no longer exact.
+    save_optimizer: bool = True
 
 
 @dataclass
@@ -208,7 +213,7 @@ class Config:
 
 
 def resolve_config_path(name: str | Path) -> Path:
-    """A path as given, else the same name inside the repository's configs/ folder."""
+    """A path as given, else the same name among the shipped configs (facedet/configs/)."""
     path = Path(name)
     if path.is_file():
         return path

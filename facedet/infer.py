@@ -79,13 +79,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Detect faces (or the classes a checkpoint was trained on) in images. Writes annotated "
         "copies of the images and, with --json, each image's boxes [x1, y1, x2, y2, score, label] in pixels.",
         epilog="Examples: python -m facedet.infer photo.jpg  |  python -m facedet.infer photos/ --size native "
-        "--scales 0.5,1,2 --json boxes.json  |  python -m facedet.infer demo.jpg --checkpoint runs/quickstart/best.pt",
+        "--scales 0.5,1,2 --json boxes.json  |  python -m facedet.infer runs/demo.jpg --checkpoint runs/quickstart/best.pt",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or directories")
     parser.add_argument("--checkpoint", help=f"a facedet checkpoint (default: the shipped face detector, {SHIPPED_CHECKPOINT.name})")
     parser.add_argument("--json", metavar="OUT", help="write {image path: [[x1, y1, x2, y2, score, label], ...]}; "
                         "'-' writes it to standard output (every other message then goes to standard error)")
-    parser.add_argument("--save-dir", metavar="DIR", default="detections", help="annotated images go here (default: detections/)")
+    parser.add_argument("--save-dir", metavar="DIR", default="runs/detections",
+                        help="annotated images go here (default: runs/detections/, beside the training runs)")
     parser.add_argument("--no-save", action="store_true", help="do not write annotated images")
     parser.add_argument("--min-score", type=float,
                         help="keep detections scoring at least this (default: the checkpoint's calibrated "

@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
+import torch
 import yaml
 
 from facedet import distributed as dist
@@ -33,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "data.classes=face model.griddim=14 train.resume=runs/x/last.pt. "
         "--print-config lists every key; facedet/config.py gives each one's type and meaning.",
     )
-    parser.add_argument("--config", required=True, help="YAML file, or the name of one in configs/")
+    parser.add_argument("--config", required=True, help="YAML file, or the name of a shipped one (facedet/configs/, listed below)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config (every key, defaults included) and exit")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="settings to override")
@@ -57,6 +59,9 @@ def train(cfg: Config) -> dict[str, float]:
         save_config(cfg, run_dir / "config.yaml")
         print(f"{cfg.model.name}: {sum(p.numel() for p in detector.model.parameters()):,} parameters, "
               f"{len(train_set)} train / {len(val_set)} val images, device {device}, run {run_dir}")
+        note = memory_note(detector.model, cfg)
+        if note:
+            print(note)
 
     if detector.task == "classification":
         main_metric = "auc"
@@ -76,10 +81,47 @@ def train(cfg: Config) -> dict[str, float]:
                       extra_state={"class_names": class_names})
     metrics = trainer.fit()
     if dist.is_main():
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if "/" not in k)
-        print(f"done: best {main_metric} {trainer.best:.4f} in {run_dir / 'best.pt'}; last epoch: {shown}")
+        print(summary_line(trainer, run_dir, main_metric, metrics))
     dist.cleanup()
     return metrics
+
+
+# Above this many bytes of weights, gradients and optimizer state, training says what it will
+# need before it starts: the seed-size rungs (67 M and 413 M parameters) need GBs, the rest MBs.
+MEMORY_NOTE_BYTES = 2**30
+OPTIMIZER_COPIES = {"sgd": 1, "adam": 2, "adamw": 2}  # momentum; Adam's two moments
+
+
+def memory_note(model: torch.nn.Module, cfg: Config) -> str | None:
+    """A warning, before training, when the model's weights alone need GBs of memory and disk.
+
+    Training holds the weights, their gradients and the optimizer's state (float32: 4 bytes
+    each); a checkpoint holds the weights and the optimizer's state (unless
+    train.save_optimizer=false), and training writes two of them (best.pt, last.pt)."""
+    weights = 4 * sum(p.numel() for p in model.parameters())
+    copies = OPTIMIZER_COPIES.get(cfg.train.optimizer, 2)
+    if (2 + copies) * weights < MEMORY_NOTE_BYTES:
+        return None
+    gb = 2.0**30
+    checkpoint = weights * (1 + copies if cfg.train.save_optimizer else 1)
+    lighter = (f"; train.save_optimizer=false writes weights-only checkpoints of {weights / gb:.1f} GB "
+               "(resuming then restarts the optimizer's state)") if cfg.train.save_optimizer else ""
+    return (f"note: {cfg.model.name} is large: training needs about {(2 + copies) * weights / gb:.1f} GB of memory "
+            f"for weights, gradients and {cfg.train.optimizer}'s state (plus activations, which grow with "
+            f"train.batch_size), and each of best.pt and last.pt is {checkpoint / gb:.1f} GB{lighter}")
+
+
+def summary_line(trainer: Trainer, run_dir: Path, main_metric: str, metrics: dict[str, float]) -> str:
+    """The last line of a run: where the best checkpoint is and what it scored (never a best.pt
+    that was not written)."""
+    best = run_dir / "best.pt"
+    if trainer.best == -math.inf:  # this run has not written best.pt (a file there is an older run's)
+        return "stopped before the first validation: no best.pt from this run yet, only last.pt"
+    validated = trainer.validate_fn is not None and trainer.cfg.train.val_every > 0
+    score = f"{main_metric} {trainer.best:.4f}" if validated else f"(lowest training loss) {-trainer.best:.4f}"
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if "/" not in k)
+    verb = "stopped" if trainer.interrupted else "done"
+    return f"{verb}: best {score} in {best}" + (f"; last validation: {shown}" if shown else "")
 
 
 def main(argv: list[str] | None = None) -> int:

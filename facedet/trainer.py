@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import math
+import os
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -70,6 +74,11 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.epoch, self.iteration, self.best = 0, 0, -math.inf
+        # where the run stands inside the epoch: steps taken and their summed loss terms (a
+        # checkpoint written by Ctrl-C mid-epoch stores both, and resume continues from there)
+        self.batch, self.epoch_sums = 0, {}
+        self.resume_rng: dict | None = None  # random state to restore when resuming mid-epoch
+        self.stop_requested = self.stepping = self.interrupted = False
         self.train_time = 0.0  # seconds spent in training epochs (validation excluded), summed over resumes
         self.history: list[dict[str, float]] = []
         if dist.is_main():
@@ -87,24 +96,34 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, float]:
-        """Train to the end (or Ctrl-C, which saves last.pt and returns)."""
+        """Train to the end, or to Ctrl-C: the first one stops after the current step and saves a
+        last.pt that resumes exactly (at the next batch, same data order, schedule and random
+        state); a second one stops at once."""
         metrics: dict[str, float] = {}
         try:
-            while self.epoch < self.epochs and self.iteration < self.total_iters:
-                self.seed_epoch(self.epoch)
-                start = time.perf_counter()
-                losses = self.train_one_epoch()
-                self.train_time += time.perf_counter() - start
-                dist.broadcast_buffers(self.model)  # every rank now holds exactly what rank 0 saves
-                metrics = self.maybe_validate()
-                self.epoch += 1
-                self.log_epoch(losses, metrics)
-                self.save(metrics)
+            with self.stop_on_ctrl_c():
+                while self.epoch < self.epochs and self.iteration < self.total_iters:
+                    if self.stop_requested:  # Ctrl-C during the validation of the epoch before
+                        raise KeyboardInterrupt
+                    self.seed_epoch(self.epoch)
+                    start = time.perf_counter()
+                    losses = self.train_one_epoch()
+                    self.train_time += time.perf_counter() - start
+                    if self.stop_requested:
+                        raise KeyboardInterrupt
+                    dist.broadcast_buffers(self.model)  # every rank now holds exactly what rank 0 saves
+                    metrics = self.maybe_validate()
+                    self.epoch, self.batch, self.epoch_sums = self.epoch + 1, 0, {}
+                    self.log_epoch(losses, metrics)
+                    self.save(metrics)
         except KeyboardInterrupt:
+            self.interrupted = True
             if dist.is_main():
                 self.save_to(self.run_dir / "last.pt", metrics, interrupted=True)
-                print(f"\ninterrupted: saved {self.run_dir / 'last.pt'} "
-                      f"(resume with train.resume={self.run_dir / 'last.pt'})")
+                where = f"epoch {self.epoch + 1}, after batch {self.batch}"
+                cut = "; the update under way when it stopped may be repeated" if self.stepping else ""
+                print(f"\ninterrupted at {where}: saved {self.run_dir / 'last.pt'} "
+                      f"(resume with train.resume={self.run_dir / 'last.pt'}{cut})")
             return metrics
         finally:
             if isinstance(self.train_loader, DataLoader):
@@ -112,19 +131,56 @@ class Trainer:
         dist.barrier()  # no rank leaves (and tears down the process group) before rank 0 has saved
         return metrics
 
+    @contextlib.contextmanager
+    def stop_on_ctrl_c(self):
+        """The first Ctrl-C asks the loop to stop after the current step; the second raises.
+
+        Under DDP every rank would have to agree on the step to stop after, so there Ctrl-C
+        stops at once (as a second Ctrl-C does here) and last.pt resumes after the last step
+        that rank 0 completed."""
+        owner = os.getpid()
+
+        def request_stop(signum, frame):
+            if os.getpid() != owner:  # a data-loader worker (forked with this handler): the trainer decides
+                return
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            tqdm.write("Ctrl-C: stopping after this step to save last.pt (Ctrl-C again to stop at once)")
+
+        if dist.world_size() > 1 or threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def train_one_epoch(self) -> dict[str, float]:
+        """The rest of the epoch: all of it, or after a mid-epoch resume its remaining batches."""
         self.train_model.train()
-        sums: dict[str, float] = defaultdict(float)
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.epochs}",
+        sums: dict[str, float] = defaultdict(float, self.epoch_sums)
+        batches, total = iter(self.train_loader), len(self.train_loader)
+        if hasattr(getattr(self.train_loader, "sampler", None), "skip"):
+            total += self.batch  # the sampler already starts at batch `self.batch` (seed_epoch)
+        else:
+            for _ in itertools.islice(batches, self.batch):  # a loader we cannot skip into: read past
+                pass
+        self.restore_rng()
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.epochs}", initial=self.batch, total=total,
                    disable=not dist.is_main(), dynamic_ncols=True, mininterval=1.0)
-        for batch, (images, targets) in enumerate(bar):
-            for name, value in self.train_step(images, targets, batch).items():
+        for images, targets in bar:
+            self.stepping = True
+            for name, value in self.train_step(images, targets, self.batch).items():
                 sums[name] += value
-            bar.set_postfix({k: f"{v / (batch + 1):.4f}" for k, v in sums.items()}, refresh=False)
-            if self.iteration >= self.total_iters:
+            self.stepping = False
+            self.batch += 1
+            self.epoch_sums = dict(sums)
+            bar.set_postfix({k: f"{v / self.batch:.4f}" for k, v in sums.items()}, refresh=False)
+            if self.iteration >= self.total_iters or self.stop_requested:
                 break
-        n = max(1, batch + 1) if len(self.train_loader) else 1
-        return dist.mean_across_ranks({k: v / n for k, v in sums.items()})
+        return dist.mean_across_ranks({k: v / max(1, self.batch) for k, v in sums.items()})
 
     def train_step(self, images: Tensor, targets: list[dict], batch: int = 0) -> dict[str, float]:
         """One optimisation step on a batch: forward, loss terms, backward, step.
@@ -151,15 +207,26 @@ class Trainer:
 
     # ------------------------------------------------------------------ pieces
     def seed_epoch(self, epoch: int) -> None:
-        """Each epoch's shuffling and augmentation depend only on (seed, epoch): resumable."""
+        """Each epoch's shuffling and augmentation depend only on (seed, epoch): resumable.
+        Resuming mid-epoch, the sampler starts at the next batch."""
         seed = self.cfg.train.seed + epoch
         torch.manual_seed(seed)
-        sampler = self.train_loader.sampler
+        sampler = getattr(self.train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
+        if self.batch and hasattr(sampler, "skip"):
+            sampler.skip(self.batch * self.cfg.train.batch_size)  # batch_size is per rank under DDP
         generator = getattr(self.train_loader, "generator", None)
         if generator is not None:
             generator.manual_seed(seed)
+
+    def restore_rng(self) -> None:
+        """Resuming mid-epoch: torch's random state (dropout) as the interrupted run left it."""
+        if self.resume_rng is not None:
+            torch.set_rng_state(self.resume_rng["cpu"])
+            if torch.cuda.is_available() and self.resume_rng.get("cuda"):
+                torch.cuda.set_rng_state_all(self.resume_rng["cuda"])
+            self.resume_rng = None
 
     def autocast(self):
         if not self.use_amp:
@@ -223,12 +290,17 @@ class Trainer:
             self.save_to(self.run_dir / "best.pt", metrics)
 
     def save_to(self, path: Path, metrics: dict[str, float], interrupted: bool = False) -> None:
+        optimizer = {"optimizer": self.optimizer.state_dict()} if self.cfg.train.save_optimizer else {}
         atomic_save({
             "model": self.model.state_dict(),
             "config": to_dict(self.cfg),
             "epoch": self.epoch,
             "iteration": self.iteration,
-            "optimizer": self.optimizer.state_dict(),
+            "batch": self.batch,  # steps taken in `epoch` (0 at an epoch's end)
+            "epoch_sums": self.epoch_sums,
+            "rng": {"cpu": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            **optimizer,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "best": self.best,
@@ -243,16 +315,23 @@ class Trainer:
         state = load_checkpoint(path)
         load_weights(self.model, state, path, self.cfg.model.name)
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
+            if "optimizer" in state:
+                self.optimizer.load_state_dict(state["optimizer"])
+            elif dist.is_main():
+                print(f"warning: {path} holds no optimizer state (train.save_optimizer=false): "
+                      f"{self.cfg.train.optimizer}'s state starts afresh, so this run is not an exact continuation")
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state.get("scaler", {}))
         except (KeyError, ValueError) as err:
             raise CheckpointError(f"{path}: cannot resume the optimizer ({err})") from None
         self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self.batch, self.epoch_sums = int(state.get("batch", 0)), dict(state.get("epoch_sums", {}))
+        self.resume_rng = state.get("rng") if self.batch else None
         self.best, self.history = state.get("best", -math.inf), list(state.get("history", []))
         self.train_time = float(state.get("train_time_s", 0.0))
         if dist.is_main():
-            print(f"resumed from {path} at epoch {self.epoch}, iteration {self.iteration}")
+            at = f", batch {self.batch}" if self.batch else ""
+            print(f"resumed from {path} at epoch {self.epoch + 1}{at} (iteration {self.iteration})")
 
 
 def targets_to_device(targets: list[dict], device: torch.device) -> list[dict]:

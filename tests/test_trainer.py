@@ -1,5 +1,7 @@
 """The common trainer on a stand-in model: logging, checkpoints, resume, NaN, Ctrl-C."""
 import csv
+import os
+import signal
 
 import pytest
 import torch
@@ -7,12 +9,14 @@ from torch import nn
 
 from facedet.checkpoint import load_checkpoint
 from facedet.config import load_config
+from facedet.data.loaders import build_loader
 from facedet.errors import CheckpointError, NonFiniteLossError
 from facedet.models.classifier import ClassifierLoss
 from facedet.models.detector import Detector
 from facedet.models.grid import GridLoss
 from facedet.models.yolo_face import YOLOFaceLoss
 from facedet.optim import build_optimizer, lr_factor
+from facedet.train import memory_note, summary_line
 from facedet.trainer import Trainer
 
 
@@ -204,3 +208,110 @@ def test_leftover_of_a_killed_save_is_removed_and_training_time_recorded(tmp_pat
     times = [float(r["train_time_s"]) for r in rows]
     assert 0 <= times[0] <= times[1]  # cumulative
     assert load_checkpoint(tmp_path / "last.pt")["train_time_s"] >= times[1] - 0.1
+
+
+# ---------------------------------------------------------------- exact resume after Ctrl-C
+
+
+class Noisy(nn.Module):
+    """The stand-in model with dropout: resume is exact only if torch's random state is restored too."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Dropout(0.3), nn.Linear(4, 3))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class RecordingCriterion(Criterion):
+    """Records every batch's loss; sends this process a real SIGINT (Ctrl-C) during call `sigint_at`."""
+
+    def __init__(self, log, sigint_at=None):
+        super().__init__()
+        self.log, self.sigint_at = log, sigint_at
+
+    def forward(self, outputs, targets):
+        terms = super().forward(outputs, targets)
+        if self.calls == self.sigint_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        self.log.append(sum(terms.values()).item())
+        return terms
+
+
+def make_library_trainer(tmp_path, overrides=(), log=None, sigint_at=None):
+    """The trainer with the library's own training loader (EpochSampler + SeededDataset)."""
+    cfg = load_config(None, ["train.epochs=3", "train.batch_size=4", "train.lr=1e-2", "model.name=yolo_face_tiny",
+                             "train.device=cpu", "data.num_workers=0", "train.seed=5", *overrides])
+    torch.manual_seed(0)
+    detector = Detector(model=Noisy(), criterion=RecordingCriterion(log, sigint_at), postprocess=None)
+    loader = build_loader(Points(), cfg, train=True, device=torch.device("cpu"), collate_fn=collate)
+    return Trainer(cfg, detector, loader, tmp_path, torch.device("cpu"), None, main_metric="score")
+
+
+@pytest.mark.parametrize("sigint_at", [4, 6, 11])  # mid-epoch 1, the last batch of epoch 1, mid-epoch 2
+def test_ctrl_c_mid_epoch_then_resume_gives_the_uninterrupted_losses_batch_by_batch(tmp_path, sigint_at):
+    straight_log, cut_log, resumed_log = [], [], []
+    straight = make_library_trainer(tmp_path / "a", log=straight_log)
+    straight.fit()
+    assert len(straight_log) == 18  # 3 epochs x 6 batches
+
+    cut = make_library_trainer(tmp_path / "b", log=cut_log, sigint_at=sigint_at)
+    cut.fit()  # the SIGINT handler lets the step finish, then saves and returns
+    assert cut.interrupted and len(cut_log) == sigint_at
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert state["interrupted"] and state["iteration"] == sigint_at and state["batch"] == (sigint_at - 1) % 6 + 1
+
+    resumed = make_library_trainer(tmp_path / "c", [f"train.resume={tmp_path / 'b' / 'last.pt'}"], log=resumed_log)
+    resumed.fit()
+    assert cut_log + resumed_log == straight_log  # no batch twice, none skipped, same dropout
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]  # epoch means too
+    assert resumed.scheduler.last_epoch == straight.scheduler.last_epoch == 18
+
+
+def test_ctrl_c_handler_is_removed_after_fit(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    make_library_trainer(tmp_path, ["train.epochs=1"], log=[]).fit()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_weights_only_checkpoints_resume_with_a_warning(tmp_path, capsys):
+    first = make_library_trainer(tmp_path / "a", ["train.epochs=1", "train.save_optimizer=false"], log=[])
+    first.fit()
+    state = load_checkpoint(tmp_path / "a" / "last.pt")
+    assert "optimizer" not in state and "scheduler" in state
+    full = make_library_trainer(tmp_path / "b", ["train.epochs=1"], log=[])
+    full.fit()
+    assert (tmp_path / "a" / "last.pt").stat().st_size < (tmp_path / "b" / "last.pt").stat().st_size
+    resumed = make_library_trainer(tmp_path / "c", ["train.epochs=2", f"train.resume={tmp_path / 'a' / 'last.pt'}"],
+                                   log=[])
+    assert "holds no optimizer state" in capsys.readouterr().out
+    resumed.fit()
+    assert resumed.iteration == 12
+
+
+def test_ctrl_c_before_the_first_validation_names_no_best_checkpoint(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"an older run's file")
+    trainer = make_library_trainer(tmp_path, log=[], sigint_at=2)
+    trainer.validate_fn, trainer.cfg.train.val_every = (lambda model: {"score": 1.0}), 1
+    trainer.fit()
+    line = summary_line(trainer, tmp_path, "score", {})
+    assert "no best.pt from this run" in line and "only last.pt" in line
+
+
+def test_summary_line_after_a_validated_run(tmp_path):
+    trainer = make_library_trainer(tmp_path, ["train.epochs=1"], log=[])
+    trainer.validate_fn = lambda model: {"score": 0.25}
+    metrics = trainer.fit()
+    assert summary_line(trainer, tmp_path, "score", metrics).startswith(f"done: best score 0.2500 in {tmp_path / 'best.pt'}")
+
+
+def test_memory_note_warns_for_the_seed_size_models_only():
+    yolo = load_config("yolo_face.yaml")
+    note = memory_note(nn.Linear(413_000, 1000, device="meta"), yolo)  # 413 M parameters, no memory taken
+    assert note and "6.2 GB" in note and "each of best.pt and last.pt is 4.6 GB" in note
+    assert "train.save_optimizer=false" in note and "1.5 GB" in note
+    assert memory_note(nn.Linear(1000, 1000), yolo) is None

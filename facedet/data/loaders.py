@@ -6,6 +6,7 @@ Paths may use environment variables: `data.root=$FACEDET_DATA/faces-caltech`.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -108,17 +109,21 @@ class EpochSampler(Sampler):
     def __init__(self, dataset: Dataset, shuffle: bool, seed: int):
         self.order = DistributedSampler(dataset, num_replicas=dist.world_size(), rank=dist.rank(),
                                         shuffle=shuffle, seed=seed)
-        self.epoch = 0
+        self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.epoch, self.start = epoch, 0
         self.order.set_epoch(epoch)
 
+    def skip(self, count: int) -> None:
+        """Start this epoch after its first `count` indices (a run resumed mid-epoch)."""
+        self.start = count
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, index) for index in self.order)
+        return ((self.epoch, index) for index in itertools.islice(self.order, self.start, None))
 
     def __len__(self) -> int:
-        return len(self.order)
+        return max(0, len(self.order) - self.start)
 
 
 class SeededDataset(Dataset):

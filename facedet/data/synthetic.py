@@ -405,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m facedet.data.synthetic",
         description="The embedded synthetic face dataset (YOLO layout, cached under "
         "$FACEDET_CACHE or ~/.cache/facedet), or a single fresh demo scene.",
-        epilog="Example: python -m facedet.data.synthetic --demo demo.jpg --seed 7",
+        epilog="Example: python -m facedet.data.synthetic --demo runs/demo.jpg --seed 7",
     )
     parser.add_argument("--train", type=int, default=600, help="training images (default 600)")
     parser.add_argument("--val", type=int, default=150, help="validation images (default 150)")

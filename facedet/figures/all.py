@@ -34,7 +34,7 @@ from PIL import Image
 from torch import Tensor
 
 from facedet.checkpoint import load_detector
-from facedet.cli import run_cli, select_device
+from facedet.cli import DefaultsHelpFormatter, run_cli, select_device
 from facedet.config import DataConfig
 from facedet.data.crops import list_images
 from facedet.data.dataset import collate_photos
@@ -308,13 +308,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "trained run found under --runs (" + ", ".join(RUNS) + "), its figures and training chart. "
                     "Missing runs are skipped with a note.",
         epilog="Example: python -m facedet.figures --runs runs --data $FACEDET_DATA/faces-caltech --out doc_images",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--out", default="doc_images", help="folder for the figures")
-    parser.add_argument("--runs", default="runs", help="folder of run directories (runs/<name>/best.pt)")
-    parser.add_argument("--data", default="",
+    parser.add_argument("--runs", default="runs", help="folder of run directories, runs/<name>/best.pt")
+    parser.add_argument("--data", default=None,
                         help="face photos for the checkpoint figures and PR curves (any layout facedet reads); "
-                             "empty: synthetic scenes, and each run's own validation data for its PR curve")
+                             "without it: synthetic scenes, and each run's own validation data for its PR curve")
     parser.add_argument("--split", default="val", help="split of --data")
     parser.add_argument("--count", type=int, default=2, help="photos per checkpoint figure")
     parser.add_argument("--max-images", type=int, default=100, help="validation images per PR curve")
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     written = [str(p) for p in library_figures(out, args.dpi)]
     skipped: list[str] = []
     if not args.no_runs:
-        more, skipped = run_figures(Path(args.runs), out, args.data, args.split, args.count, args.max_images,
+        more, skipped = run_figures(Path(args.runs), out, args.data or "", args.split, args.count, args.max_images,
                                     args.device, args.dpi)
         written += more
     print("\n".join(written))

@@ -30,7 +30,7 @@ from matplotlib.patches import Patch
 from torch import Tensor, nn
 
 from facedet.checkpoint import load_detector
-from facedet.cli import run_cli, select_device
+from facedet.cli import DefaultsHelpFormatter, run_cli, select_device
 from facedet.data.crops import FaceCropDataset, crop_and_resize, list_images, load_image_tensor, square_boxes
 from facedet.data.readers import read_dataset
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -211,7 +211,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="Example: python -m facedet.figures.classifier --checkpoint runs/classifier/best.pt "
                "--data $FACEDET_DATA/faces-caltech --nonfaces $FACEDET_DATA/nonfaces --out doc_images/ "
                "--compare tight=runs/classifier_tight/best.pt --compare both=runs/classifier_both/best.pt",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a classifier checkpoint (model.name=classifier)")
     parser.add_argument("--data", required=True, help="a detection data set folder (YOLO, VOC, COCO, ...) to cut crops from")

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from facedet.boxes import to_absolute, to_fractional
 from facedet.checkpoint import load_detector
-from facedet.cli import run_cli, select_device
+from facedet.cli import DefaultsHelpFormatter, run_cli, select_device
 from facedet.config import DataConfig
 from facedet.data.images import collect_images, load_image
 from facedet.data.loaders import load_records
@@ -342,7 +342,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="Example: python -m facedet.figures.grid --checkpoint7 runs/grid7/best.pt "
                "--checkpoint14 runs/grid14/best.pt --data $FACEDET_DATA/faces-caltech --split val --count 6 "
                "--out doc_images/",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint7", required=True, metavar="CHECKPOINT",
                         help="a grid checkpoint, normally griddim 7 (its grid size is read from the checkpoint)")

@@ -1,0 +1,45 @@
+"""What `pip install .` ships: a wheel built from this tree holds the configs and the default detector,
+and a config name resolves from any folder once installed (not only in an editable checkout)."""
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    build = tmp_path_factory.mktemp("build")
+    # --no-build-isolation: setuptools is already here (no network); a copy of the tree keeps
+    # build/ and *.egg-info out of the checkout
+    subprocess.run(["cp", "-r", str(ROOT / "facedet"), str(ROOT / "pyproject.toml"), str(ROOT / "README.md"),
+                    str(ROOT / "LICENSE"), str(build)], check=True)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(build), "--no-deps", "--no-build-isolation",
+                             "-q", "-w", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return next(out.glob("facedet-*.whl"))
+
+
+def test_wheel_ships_every_config_and_the_default_detector(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = sorted(p.name for p in (ROOT / "facedet" / "configs").glob("*.yaml"))
+    assert shipped and all(f"facedet/configs/{name}" in names for name in shipped)
+    assert "facedet/weights/face_default.pt" in names
+
+
+def test_config_name_resolves_from_an_unpacked_wheel_in_another_folder(wheel, tmp_path):
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import facedet.config as c; p = c.resolve_config_path('quickstart.yaml'); "
+            "print(p); cfg = c.load_config('quickstart.yaml'); print(cfg.model.name)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    path, name = result.stdout.split()
+    assert Path(path).is_relative_to(site) and name
