@@ -129,6 +129,20 @@ def test_voc_devkit_with_upper_case_image_suffix(tmp_path):
     assert records[0].image_path.name == "a.JPG" and records[0].boxes.tolist() == [[1, 2, 30, 40]]
 
 
+def test_cvat_voc_export_with_its_default_subset_is_one_unsplit_set(tmp_path, capsys):
+    """CVAT's "Pascal VOC" export: Annotations/, JPEGImages/ and ImageSets/Main/default.txt."""
+    for k in range(4):
+        voc_xml(tmp_path / "Annotations" / f"frame_{k}.xml", f"frame_{k}.PNG", [("face", (1, 2, 30, 40))])
+        image(tmp_path / "JPEGImages" / f"frame_{k}.PNG")
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "default.txt").write_text("".join(f"frame_{k}\n" for k in range(4)))
+    assert detect_format(tmp_path) == "voc" and list_splits(tmp_path) == []
+    train_records, names = load_records(DataConfig(root=str(tmp_path)), "train")
+    val_records, _ = load_records(DataConfig(root=str(tmp_path)), "val")
+    assert (len(train_records), len(val_records), names) == (3, 1, ["face"])
+    assert "holding out 1 of 4 images" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- holding out validation images
 
 
