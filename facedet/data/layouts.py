@@ -25,7 +25,7 @@ no split too.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +75,9 @@ def detect_format(root: PathLike) -> str:
     """
     root = Path(root)
     if root.is_file():
-        if root.suffix in (".yaml", ".yml"):
+        if root.suffix.lower() in (".yaml", ".yml"):
             return "yolo"
-        if root.suffix == ".json":
+        if root.suffix.lower() == ".json":
             return "coco"
     elif root.is_dir():
         folders = _subfolders(root)
@@ -119,13 +119,18 @@ def list_splits(root: PathLike, fmt: str = "auto") -> list[str]:
         names = _voc_splits(root)
     elif fmt == "coco":
         names = _coco_splits(root)
-    elif fmt == "wider":
-        suffix = "_bbx_gt.txt"
-        names = [p.name[len("wider_face_"):-len(suffix)] for p in (root / "wider_face_split").glob(f"wider_face_*{suffix}")]
-    else:  # fddb: ten folds, or all of them
-        folds = [p.name[len("FDDB-fold-"):-len("-ellipseList.txt")] for p in (root / "FDDB-folds").glob("FDDB-fold-*-ellipseList.txt")]
-        names = ["all"] + [str(int(fold)) for fold in folds if fold.isdecimal()] if folds else []
+    elif fmt == "wider":  # wider_face_<split>_bbx_gt.txt
+        names = _matches(root / "wider_face_split", r"wider_face_(\w+)_bbx_gt\.txt")
+    else:  # fddb: the folds FDDB-fold-<NN>-ellipseList.txt ("1".."10"), or all of them
+        folds = [str(int(fold)) for fold in _matches(root / "FDDB-folds", r"FDDB-fold-(\d+)-ellipseList\.txt")]
+        names = ["all", *folds] if folds else []
     return sorted(name for name in names if name.lower() not in UNSPLIT)
+
+
+def _matches(folder: Path, pattern: str) -> list[str]:
+    """The first group of `pattern` in the names of the files in `folder` that match it."""
+    found = (re.fullmatch(pattern, p.name) for p in folder.iterdir()) if folder.is_dir() else ()
+    return [match.group(1) for match in found if match]
 
 
 def find_split(root: Path, split: str | None, available: list[str], what: str) -> str | None:
@@ -160,7 +165,7 @@ DATA_YAML_SPLIT_KEYS = ("train", "val", "valid", "test")
 
 def data_yaml_path(root: Path) -> Path | None:
     """The data.yaml of a folder (or the yaml given itself), None when there is none."""
-    if root.suffix in (".yaml", ".yml") and root.is_file():
+    if root.suffix.lower() in (".yaml", ".yml") and root.is_file():
         return root
     return next((p for p in (root / "data.yaml", root / "data.yml") if p.is_file()), None)
 
@@ -200,7 +205,9 @@ def read_data_yaml(path: PathLike) -> DataYaml:
         if value:
             folders = value if isinstance(value, list) else [value]
             if not all(_is_name(folder) for folder in folders):
-                raise DataError(f"{path}: '{split}' must be a folder, an image list .txt or a list of them, got {value!r}")
+                raise DataError(
+                    f"{path}: '{split}' must be a folder, an image list .txt or a list of them, got {value!r}"
+                )
             splits[split] = [_resolve(str(folder), bases) for folder in folders]
     return DataYaml(root=root, splits=splits, names=_yaml_names(content, path))
 
@@ -364,5 +371,8 @@ def coco_sources(root: PathLike, split: str | None) -> tuple[Path, list[Path]]:
             raise DataError(f"{root / 'annotations' / f'instances_{split}.json'}: no such COCO annotation file "
                             f"(splits: {', '.join(available) or 'none'})")
     json_path, images = jsons[name], root / "images"
-    candidates = [json_path.parent, root] if json_path.name == ROBOFLOW_COCO else [root / name, images / name, images, root]
+    if json_path.name == ROBOFLOW_COCO:
+        candidates = [json_path.parent, root]
+    else:
+        candidates = [root / name, images / name, images, root]
     return json_path, [c for c in candidates if c.is_dir()] or candidates[:1]

@@ -128,7 +128,8 @@ def build_datasets(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> 
     common = min(len(names), len(val_names))  # numbered YOLO names end at each split's largest id
     if names[:common] != val_names[:common]:
         raise ConfigError(f"data.train_split '{cfg.data.train_split}' has classes {names}, data.val_split "
-                          f"'{cfg.data.val_split}' {val_names}; set data.classes (e.g. data.classes=face) so they agree")
+                          f"'{cfg.data.val_split}' {val_names}; set data.classes (e.g. data.classes=face) "
+                          "so they agree")
     if cfg.model.name == "classifier":
         return build_crop_datasets(cfg, train_records, val_records, mean, std)
     if cfg.model.num_classes != len(names):
