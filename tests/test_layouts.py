@@ -361,6 +361,11 @@ def test_unknown_layout_names_the_config_key_and_the_layouts(tmp_path):
         assert layout in message
 
 
+def test_unknown_format_is_a_config_error_before_any_file_is_read(tmp_path):
+    with pytest.raises(ConfigError, match="unknown data set format 'csv'"):
+        load_records(DataConfig(root=str(tmp_path), format="csv"), "train")
+
+
 def test_data_format_voc_on_a_folder_without_xml_says_what_it_looked_for(tmp_path):
     image(tmp_path / "train" / "a.jpg")
     with pytest.raises(DataError, match=r"no Annotations/ folder in it or in its subfolders, and no \.xml files"):

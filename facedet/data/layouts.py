@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from facedet.data.splits import match_split
-from facedet.errors import DataError
+from facedet.errors import ConfigError, DataError
 
 PathLike = str | os.PathLike
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # compared lower-cased: .JPG too
@@ -111,6 +111,8 @@ def list_splits(root: PathLike, fmt: str = "auto") -> list[str]:
 
     [] means its images are one pool, not divided into splits (read it with split=None).
     """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown data set format '{fmt}' (choose from {', '.join(FORMATS)})")
     root = Path(root)
     fmt = detect_format(root) if fmt == "auto" else fmt
     if fmt == "yolo":
