@@ -140,7 +140,11 @@ class DataConfig:
     root: str = ""  # dataset folder; "" = the embedded synthetic face dataset
     format: str = "auto"  # auto | yolo | voc | coco | wider | fddb
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str = "val"  # also found as valid/ or validation/ (Roboflow writes valid/)
+    # Share of the training images held out for validation when the data has no val split
+    # (LabelImg's train/ + test/, one folder of labelled photos). Which images: fixed by
+    # their file names, not by train.seed, so every run validates on the same ones.
+    val_fraction: float = 0.1
     classes: str = ""  # "" = the data's own names; "face" = every class is a face; or "RBC,WBC,Platelets"
     augment: str = "flip"  # none | flip | ssd (SPEC section 5) | face (square crops for small faces)
     skip_bad_images: bool = False  # skip unreadable images (counted) instead of stopping
@@ -280,6 +284,9 @@ def validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if value <= 0:
             raise ConfigError(f"'{key}' is {value!r}; expected a positive number")
+    if not 0 < cfg.data.val_fraction < 1:
+        raise ConfigError(f"'data.val_fraction' is {cfg.data.val_fraction!r}; expected a fraction between 0 and 1 "
+                          "(exclusive), e.g. 0.1 to hold out 10% of the images for validation")
     if cfg.train.schedule == "step" and cfg.train.step_size <= 0:
         raise ConfigError("'train.schedule' is 'step' but 'train.step_size' is not set (> 0 iterations)")
 

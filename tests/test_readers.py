@@ -11,16 +11,14 @@ import torch
 from PIL import Image
 
 from facedet.data.labels import DataWarning, sanitize_boxes
+from facedet.data.layouts import detect_format, read_data_yaml, voc_roots
 from facedet.data.readers import (
-    detect_format,
     read_coco,
-    read_data_yaml,
     read_dataset,
     read_fddb,
     read_voc,
     read_wider,
     read_yolo,
-    voc_roots,
     yolo_label_path,
 )
 from facedet.errors import ConfigError, DataError

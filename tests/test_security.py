@@ -21,7 +21,7 @@ from facedet import evaluate, infer, train
 from facedet.checkpoint import load_checkpoint
 from facedet.cli import run_cli
 from facedet.config import apply_override, load_config
-from facedet.data.readers import read_data_yaml
+from facedet.data.layouts import read_data_yaml
 from facedet.data.synthetic import make_demo_image
 from facedet.errors import CheckpointError, ConfigError, DataError
 

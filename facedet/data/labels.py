@@ -94,6 +94,7 @@ class ReadStats:
     far_outside: int = 0  # kept boxes clipped by more than the tolerance
     skipped_images: list[Path] = field(default_factory=list)
     no_label_files: Path | None = None  # YOLO: the folder searched when no image had a label file
+    orphan_annotations: list[Path] = field(default_factory=list)  # VOC beside images: .xml without an image
 
     def add(self, sanitized: SanitizedBoxes) -> None:
         """Count one image's sanitized boxes."""
@@ -115,6 +116,11 @@ class ReadStats:
             parts.append(
                 f"skipped {_plural(len(self.skipped_images), 'unreadable image')} "
                 f"(first: {self.skipped_images[0]})"
+            )
+        if self.orphan_annotations:
+            parts.append(
+                f"left out {_plural(len(self.orphan_annotations), 'annotation file')} without an image beside "
+                f"(first: {self.orphan_annotations[0]})"
             )
         if self.no_label_files is not None:
             parts.append(f"no label files in {self.no_label_files}: every image read as without objects")

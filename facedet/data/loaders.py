@@ -2,12 +2,18 @@
 
 `data.root` empty means the embedded synthetic face dataset (generated once, cached).
 Paths may use environment variables: `data.root=$FACEDET_DATA/faces-caltech`.
+
+A folder without a validation split still trains and validates: `data.val_fraction` of
+its training images (or of all its images, when it has no splits at all) are held out
+for validation, the same ones every run (see `facedet.data.splits.hold_out`), and one
+line says so.
 """
 from __future__ import annotations
 
 import functools
 import itertools
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -19,11 +25,13 @@ from facedet import distributed as dist
 from facedet.config import Config, DataConfig
 from facedet.data.crops import build_crop_datasets
 from facedet.data.dataset import DetectionDataset, collate
+from facedet.data.layouts import list_splits
 from facedet.data.readers import read_dataset
 from facedet.data.record import Record
+from facedet.data.splits import hold_out, match_split
 from facedet.data.synthetic import ensure_synthetic
 from facedet.data.transforms import train_transforms
-from facedet.errors import ConfigError
+from facedet.errors import ConfigError, DataError
 
 
 def dataset_roots(cfg: DataConfig) -> list[Path]:
@@ -50,7 +58,7 @@ def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[str]]:
     """
     records, names = [], None
     for root in dataset_roots(cfg):
-        more, more_names = _read(str(root), split, cfg.format, cfg.classes, cfg.skip_bad_images)
+        more, more_names = _split_records(root, split, cfg)
         if names is not None and more_names != names:
             raise ConfigError(f"data.root '{root}' has classes {more_names}, the folder before it {names}; "
                               "set data.classes (e.g. data.classes=face) so they agree")
@@ -58,8 +66,43 @@ def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[str]]:
     return records, names
 
 
+def _split_records(root: Path, split: str, cfg: DataConfig) -> tuple[list[Record], list[str]]:
+    """One folder's records of `split`, holding out validation images when it has no val split.
+
+    Without a `data.val_split`, the validation split is `data.val_fraction` of the
+    training split (or of every image, in a folder with no splits), and the training
+    split is the rest: the two never share an image.
+    """
+    available = list_splits(root, cfg.format)
+    holding_out = match_split(cfg.val_split, available) is None and split in (cfg.train_split, cfg.val_split)
+    if not holding_out:
+        return _read(str(root), split, cfg.format, cfg.classes, cfg.skip_bad_images)
+    if match_split(cfg.train_split, available) is not None:
+        pool = cfg.train_split
+    elif not available:
+        pool = None  # one pool of images, not divided into splits
+    else:
+        raise DataError(f"{root}: no '{cfg.train_split}' or '{cfg.val_split}' split to train and validate on "
+                        f"(its splits are {', '.join(available)}); set data.train_split= and data.val_split=")
+    train, val, names = _held_out(str(root), pool, cfg.format, cfg.classes, cfg.skip_bad_images, cfg.val_fraction)
+    return (val if split == cfg.val_split else train), names
+
+
 @functools.lru_cache(maxsize=8)
-def _read(root: str, split: str, fmt: str, classes: str, skip_bad_images: bool) -> tuple[list[Record], list[str]]:
+def _held_out(root: str, pool: str | None, fmt: str, classes: str, skip_bad_images: bool,
+              fraction: float) -> tuple[list[Record], list[Record], list[str]]:
+    # cached: training asks for the train part, then the val part; the line is said once
+    records, names = _read(root, pool, fmt, classes, skip_bad_images)
+    train, val = hold_out(records, Path(root), fraction)
+    if dist.is_main():
+        print(f"no validation split in {root}: holding out {len(val)} of {len(records)} images "
+              f"(data.val_fraction={fraction:g})", file=sys.stderr, flush=True)
+    return train, val, names
+
+
+@functools.lru_cache(maxsize=8)
+def _read(root: str, split: str | None, fmt: str, classes: str,
+          skip_bad_images: bool) -> tuple[list[Record], list[str]]:
     # cached: the class names are needed before the model is built, the records after
     names: str | list[str] | None = None
     if classes == "face":
@@ -82,7 +125,12 @@ def build_datasets(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> 
     """Train and validation datasets for `cfg`, normalised with the model's `mean` and `std`:
     face / non-face crops for the classifier rung, photos and boxes for every detector."""
     train_records, names = load_records(cfg.data, cfg.data.train_split)
-    val_records, _ = load_records(cfg.data, cfg.data.val_split)
+    val_records, val_names = load_records(cfg.data, cfg.data.val_split)
+    common = min(len(names), len(val_names))  # numbered YOLO names end at each split's largest id
+    if names[:common] != val_names[:common]:
+        raise ConfigError(f"data.train_split '{cfg.data.train_split}' has classes {names}, data.val_split "
+                          f"'{cfg.data.val_split}' {val_names}; set data.classes (e.g. data.classes=face) "
+                          "so they agree")
     if cfg.model.name == "classifier":
         return build_crop_datasets(cfg, train_records, val_records, mean, std)
     if cfg.model.num_classes != len(names):

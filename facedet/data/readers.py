@@ -5,10 +5,14 @@ are float32 "xyxy" pixels of the upright (EXIF-turned) image, labels 0-based.
 
     read_yolo(root, split, names)             ultralytics: images/<split>, labels/<split>, data.yaml
     read_voc(root, split, class_map)          Pascal VOC: Annotations/*.xml, ImageSets/Main/<split>.txt
+    read_voc_beside(folder, class_map)        VOC XML beside the images (LabelImg, Roboflow VOC)
     read_wider(annotation_txt, images_root)   WIDER FACE wider_face_<split>_bbx_gt.txt
     read_fddb(ellipse_list_txt, images_root)  FDDB-fold-XX-ellipseList.txt
-    read_coco(json_path, images_root)         COCO instances JSON (also returns class names)
-    read_dataset(root, split, fmt="auto")     detects the format, returns (records, class_names)
+    read_coco(json_path, images_roots)        COCO instances JSON (also returns class names)
+    read_dataset(root, split, fmt="auto")     finds the layout, returns (records, class_names)
+
+Where each layout keeps its files (tool exports included) is facedet.data.layouts'
+business; read_dataset asks it, then calls the reader.
 
 Image sizes come from the file headers (`image_size`), which also catches files that
 are not images: by default such a file is a DataError naming it; with
@@ -21,22 +25,34 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from facedet.data.images import image_size
 from facedet.data.labels import ReadStats, sanitize_boxes
+from facedet.data.layouts import (
+    FORMATS,
+    IMAGE_SUFFIXES,
+    coco_sources,
+    data_yaml_path,
+    detect_format,
+    find_split,
+    is_image,
+    is_voc_devkit,
+    list_splits,
+    read_data_yaml,
+    voc_roots,
+    voc_xml_folders,
+    yolo_sources,
+)
 from facedet.data.record import Record
+from facedet.data.splits import match_split
 from facedet.errors import ConfigError, DataError
 
 PathLike = str | os.PathLike
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-FORMATS = ("auto", "yolo", "voc", "coco", "wider", "fddb")
 
 
 # --------------------------------------------------------------------------- common
@@ -114,80 +130,18 @@ def _numbered_lines(path: Path) -> list[tuple[int, list[str]]]:
 # --------------------------------------------------------------------------- YOLO
 
 
-@dataclass
-class DataYaml:
-    """The parts of an ultralytics data.yaml that facedet uses."""
-
-    root: Path  # the `path:` key, resolved against the yaml's folder
-    splits: dict[str, list[Path]]  # "train"/"val"/"test" -> image folders or image-list .txt files
-    names: list[str] | None  # class names in label order, None if the yaml has none
-
-
-def read_data_yaml(path: PathLike) -> DataYaml:
-    """Parse an ultralytics data.yaml.
-
-    `names` may be a list (["face"]) or a dict {0: "face"} whose ids must be 0..n-1.
-    `train`/`val`/`test` are folders (or lists of them, or .txt lists of images)
-    relative to `path`, which itself is relative to the yaml's folder.
-    """
-    path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise DataError(f"{path}: cannot read data yaml ({str(error).splitlines()[0]})") from None
-    if not isinstance(content, dict):
-        raise DataError(f"{path}: expected a mapping with keys path/train/val/names, got {type(content).__name__}")
-
-    root_value = content.get("path") or "."
-    if not _is_name(root_value):
-        raise DataError(f"{path}: 'path' must be a folder, got {root_value!r}")
-    root = Path(str(root_value))
-    root = root if root.is_absolute() else path.parent / root
-    splits = {}
-    for split in ("train", "val", "test"):
-        value = content.get(split)
-        if value:
-            folders = value if isinstance(value, list) else [value]
-            if not all(_is_name(folder) for folder in folders):
-                raise DataError(f"{path}: '{split}' must be a folder, an image list .txt or a list of them, got {value!r}")
-            splits[split] = [root / str(folder) for folder in folders]
-    return DataYaml(root=root, splits=splits, names=_yaml_names(content, path))
-
-
-def _is_name(value: object) -> bool:
-    """A folder or file name as YAML reads it: text, or a number such as 2007."""
-    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
-
-
-def _yaml_names(content: dict, path: Path) -> list[str] | None:
-    count = content.get("nc")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-        raise DataError(f"{path}: 'nc' must be an integer, got {count!r}")
-    names = content.get("names")
-    if names is None:
-        return [str(i) for i in range(count)] if count is not None else None
-    if isinstance(names, dict):
-        ids = sorted(names)
-        if ids != list(range(len(ids))):
-            raise DataError(f"{path}: names ids must be 0..{len(ids) - 1} without gaps, got {ids}")
-        names = [names[i] for i in ids]
-    if not isinstance(names, list):
-        raise DataError(f"{path}: names must be a list or an {{id: name}} mapping, got {names!r}")
-    if count is not None and count != len(names):
-        raise DataError(f"{path}: nc is {count} but names lists {len(names)} classes")
-    return [str(name) for name in names]
-
-
 def read_yolo(
     root: PathLike,
-    split: str,
+    split: str | None,
     names: Sequence[str] | None = None,
     skip_bad_images: bool = False,
 ) -> list[Record]:
     """Read an ultralytics-layout YOLO data set.
 
     root: a folder (with or without data.yaml) or the data.yaml itself. With a yaml,
-          its `<split>:` key gives the image folders; without, `root/images/<split>`.
+          its `<split>:` key gives the image folders; without, `root/images/<split>`
+          or Roboflow's `root/<split>/images` (see `layouts.yolo_sources`; "val" also
+          finds "valid"). split=None: the one `root/images` of a set without splits.
     Each image `.../images/<split>/x.jpg` has labels in `.../labels/<split>/x.txt`:
     one line `class cx cy w h` per box, fractions of the upright (EXIF-turned) image.
     A missing or empty label file is an image without objects (a background image);
@@ -197,16 +151,11 @@ def read_yolo(
            len(names). The Records carry only label ids.
     """
     root = Path(root)
-    yaml_path = root if root.suffix in (".yaml", ".yml") else root / "data.yaml"
-    if yaml_path.is_file():
-        data = read_data_yaml(yaml_path)
-        if split not in data.splits:
-            raise DataError(f"{yaml_path}: no '{split}:' key (splits: {', '.join(data.splits) or 'none'})")
-        sources = data.splits[split]
+    sources, data = yolo_sources(root, split)
+    if data is not None:
         names = names if names is not None else data.names
         stats = ReadStats(name=data.root.resolve().name)
     else:
-        sources = [root / "images" / split]
         stats = ReadStats(name=root.resolve().name)
 
     num_classes = len(names) if names is not None else None
@@ -244,7 +193,7 @@ def _list_images(sources: list[Path]) -> list[Path]:
     images = []
     for source in sources:
         if source.is_dir():
-            images += sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            images += sorted(p for p in source.iterdir() if is_image(p))
         elif source.suffix == ".txt" and source.is_file():
             lines = source.read_text(encoding="utf-8").split()
             images += [source.parent / line for line in lines]
@@ -286,30 +235,19 @@ def _read_yolo_labels(label_path: Path, num_classes: int | None) -> tuple[np.nda
 # --------------------------------------------------------------------------- Pascal VOC
 
 
-def voc_roots(devkit: PathLike) -> list[Path]:
-    """The VOC year folders to read together, e.g. VOCdevkit -> [VOC2007, VOC2012].
-
-    A folder that has Annotations/ itself is returned alone. Pass the result as
-    `read_voc(voc_roots("VOCdevkit"), "trainval", VOC_CLASSES)` for "VOC07+12".
-    """
-    devkit = Path(devkit)
-    if (devkit / "Annotations").is_dir():
-        return [devkit]
-    roots = sorted(p for p in devkit.iterdir() if (p / "Annotations").is_dir()) if devkit.is_dir() else []
-    if not roots:
-        raise DataError(f"{devkit}: no Annotations/ folder in it or in its subfolders")
-    return roots
-
-
 def voc_class_names(roots: PathLike | Sequence[PathLike]) -> list[str]:
     """Every object name used in the Annotations/*.xml of the roots, sorted.
 
     Reads all annotations (not one split) so that train and val agree on the ids.
     """
+    return _object_names(xml for root in _as_roots(roots) for xml in (root / "Annotations").glob("*.xml"))
+
+
+def _object_names(xml_paths: Iterable[Path]) -> list[str]:
+    """The sorted set of <object><name>s in these VOC files: the same ids every run, every split."""
     names = set()
-    for root in _as_roots(roots):
-        for xml_path in sorted((root / "Annotations").glob("*.xml")):
-            names.update(obj.findtext("name", "").strip() for obj in _parse_xml(xml_path).iter("object"))
+    for xml_path in sorted(xml_paths):
+        names.update(obj.findtext("name", "").strip() for obj in _parse_xml(xml_path).iter("object"))
     names.discard("")  # an object without a name is an error of its file, not a class
     return sorted(names)
 
@@ -371,12 +309,65 @@ def _parse_xml(xml_path: Path) -> ET.Element:
 
 
 def _voc_image_path(voc_root: Path, image_id: str, annotation: ET.Element) -> Path:
-    """JPEGImages/<id>.jpg, else the <filename> the xml names (e.g. a .png)."""
-    default = voc_root / "JPEGImages" / f"{image_id}.jpg"
+    """JPEGImages/<id>.jpg, else the <filename> the xml names (e.g. a .png), else <id>
+    with any image suffix in any case (<id>.JPG). Missing: the .jpg path, named when read."""
+    folder = voc_root / "JPEGImages"
+    default = folder / f"{image_id}.jpg"
+    if default.exists():
+        return default
     filename = (annotation.findtext("filename") or "").strip()
-    if not default.exists() and filename and (voc_root / "JPEGImages" / filename).exists():
-        return voc_root / "JPEGImages" / filename
-    return default
+    if filename and (folder / filename).exists():
+        return folder / filename
+    return next((folder / f"{image_id}{suffix}" for suffix in _suffix_spellings()
+                 if (folder / f"{image_id}{suffix}").exists()), default)
+
+
+def _suffix_spellings() -> list[str]:
+    """.jpg, .JPG, .jpeg, .JPEG, .png, .PNG, ...: the names an image suffix is written with."""
+    return [s for suffix in IMAGE_SUFFIXES for s in (suffix, suffix.upper())]
+
+
+def read_voc_beside(
+    folder: PathLike,
+    class_map: Sequence[str] | str,
+    skip_bad_images: bool = False,
+) -> list[Record]:
+    """Read VOC XML files lying beside their images: `x.jpg` + `x.xml` in one folder.
+
+    This is what LabelImg saves, and Roboflow's "Pascal VOC" export per split folder.
+    Each image (any suffix case: .JPG, .PNG) takes the .xml of the same stem; an image
+    without one is read as an image without objects (LabelImg saves no file for those).
+    An .xml without an image of its stem uses its <filename>; with neither it is
+    counted in the warning and left out. class_map: as in `read_voc`.
+    """
+    folder = Path(folder)
+    if isinstance(class_map, str) and class_map != "face":
+        raise ConfigError(f"class_map must be a list of class names or 'face', got '{class_map}'")
+    label_of = None if class_map == "face" else {name: i for i, name in enumerate(class_map)}
+    stats = ReadStats(name=folder.resolve().name)
+    files = sorted(folder.iterdir())
+    xml_of = {p.stem: p for p in files if p.suffix.lower() == ".xml"}
+    images = [p for p in files if is_image(p)]
+    pairs = [(image, xml_of.get(image.stem)) for image in images]
+    for xml_path in sorted(set(xml_of.values()) - {xml for _, xml in pairs}):
+        filename = (_parse_xml(xml_path).findtext("filename") or "").strip()
+        if filename and (folder / filename).is_file() and (folder / filename) not in images:
+            pairs.append((folder / filename, xml_path))
+        else:
+            stats.orphan_annotations.append(xml_path)
+
+    records = []
+    for image_path, xml_path in pairs:
+        size = _measure(image_path, stats, skip_bad_images)
+        if size is None:
+            continue
+        if xml_path is None:
+            boxes, labels, difficult = np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        else:
+            boxes, labels, difficult = _voc_objects(_parse_xml(xml_path), xml_path, label_of)
+        records.append(_make_record(image_path, size, boxes, labels, difficult, str(xml_path or image_path), stats))
+    stats.warn()
+    return records
 
 
 def _voc_objects(
@@ -503,7 +494,7 @@ def _all_zero(tokens: list[str]) -> bool:
 
 
 def read_coco(
-    json_path: PathLike, images_root: PathLike, skip_bad_images: bool = False
+    json_path: PathLike, images_roots: PathLike | Sequence[PathLike], skip_bad_images: bool = False
 ) -> tuple[list[Record], list[str]]:
     """Read a COCO instances JSON -> (records, class names).
 
@@ -511,19 +502,28 @@ def read_coco(
     `difficult`. COCO category ids have gaps (1..90 for 80 classes); labels are their
     ranks in sorted id order, so names[label] is the category name. Images without
     annotations are kept with zero boxes.
+
+    images_roots: the folder each `file_name` is relative to, or several to try in turn
+    (CVAT writes "images/x.jpg" or "sub/x.jpg", Label Studio "images/x.jpg"): each image
+    is the first that exists of root/file_name, then root/<file_name's last part>.
+    Roboflow adds one category that is no class: the project's name, supercategory
+    "none", the supercategory of every other category, used by no annotation. It is
+    left out.
     """
-    json_path, images_root = Path(json_path), Path(images_root)
+    json_path = Path(json_path)
+    roots = [Path(images_roots)] if isinstance(images_roots, (str, os.PathLike)) else [Path(r) for r in images_roots]
     try:
         content = json.loads(json_path.read_text(encoding="utf-8"))
         categories = sorted(content["categories"], key=lambda c: c["id"])
         images = [(image["id"], image["file_name"]) for image in content["images"]]
         annotations = content.get("annotations", [])
-        names = [str(c["name"]) for c in categories]
-        category_ids = np.array([c["id"] for c in categories], dtype=np.int64)  # sorted (C,)
         image_ids = np.array([a["image_id"] for a in annotations], dtype=np.int64)  # (A,)
         bboxes = np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4)  # (A, 4) xywh
         ann_categories = np.array([a["category_id"] for a in annotations], dtype=np.int64)  # (A,)
         crowd = np.array([a.get("iscrowd", 0) for a in annotations], dtype=bool)  # (A,)
+        categories = _without_project_category(categories, set(ann_categories.tolist()))
+        names = [str(c["name"]) for c in categories]
+        category_ids = np.array([c["id"] for c in categories], dtype=np.int64)  # sorted (C,)
     except (OSError, ValueError, KeyError, TypeError) as error:
         reason = f"missing key {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
         raise DataError(f"{json_path}: not a readable COCO instances file ({reason})") from None
@@ -540,7 +540,7 @@ def read_coco(
     stats = ReadStats(name=json_path.name)
     records = []
     for image_id, file_name in images:
-        image_path = images_root / file_name
+        image_path = _coco_image_path(str(file_name), roots)
         size = _measure(image_path, stats, skip_bad_images)
         if size is None:
             continue
@@ -553,41 +553,34 @@ def read_coco(
     return records, names
 
 
-# --------------------------------------------------------------------------- any format
-
-
-def detect_format(root: PathLike) -> str:
-    """Guess a data set's format from its files: "yolo", "voc", "coco", "wider" or "fddb".
-
-    data.yaml or images/ + labels/ -> yolo; Annotations/ (or VOC20xx/Annotations/) -> voc;
-    a .json file or annotations/*.json -> coco; wider_face_split/ -> wider; FDDB-folds/ -> fddb.
-    """
-    root = Path(root)
-    if root.is_file():
-        if root.suffix in (".yaml", ".yml"):
-            return "yolo"
-        if root.suffix == ".json":
-            return "coco"
-    elif root.is_dir():
-        if (root / "data.yaml").is_file() or ((root / "images").is_dir() and (root / "labels").is_dir()):
-            return "yolo"
-        if (root / "Annotations").is_dir() or any((p / "Annotations").is_dir() for p in root.iterdir()):
-            return "voc"
-        if any((root / "annotations").glob("*.json")):
-            return "coco"
-        if (root / "wider_face_split").is_dir():
-            return "wider"
-        if (root / "FDDB-folds").is_dir():
-            return "fddb"
-    raise DataError(
-        f"{root}: cannot tell the data set format (looked for data.yaml, images/ + labels/, Annotations/, "
-        f"annotations/*.json, wider_face_split/, FDDB-folds/); pass fmt= one of {', '.join(FORMATS[1:])}"
+def _without_project_category(categories: list[dict], used: set[int]) -> list[dict]:
+    """Leave out Roboflow's project category (see read_coco); any other list is returned as is."""
+    if len(categories) < 2:
+        return categories
+    first, rest = categories[0], categories[1:]
+    is_project = (
+        first.get("supercategory") == "none"
+        and all(c.get("supercategory") == first["name"] for c in rest)
+        and first["id"] not in used
     )
+    return rest if is_project else categories
+
+
+def _coco_image_path(file_name: str, roots: list[Path]) -> Path:
+    """The first existing root/file_name, then root/<last part>; else roots[0]/file_name (named when read)."""
+    name = file_name.replace("\\", "/")  # written on Windows
+    for candidate in [root / name for root in roots] + [root / Path(name).name for root in roots]:
+        if candidate.is_file():
+            return candidate
+    return roots[0] / name if roots else Path(name)
+
+
+# --------------------------------------------------------------------------- any format
 
 
 def read_dataset(
     root: PathLike,
-    split: str,
+    split: str | None,
     fmt: str = "auto",
     classes: Sequence[str] | str | None = None,
     skip_bad_images: bool = False,
@@ -595,14 +588,21 @@ def read_dataset(
     """Read any supported data set -> (records, class_names), names[label] naming each label.
 
     fmt: "auto" (see `detect_format`), "yolo", "voc", "coco", "wider" or "fddb".
-    classes: None (names from the data: data.yaml, the VOC xmls sorted, the COCO
-        categories; WIDER/FDDB are ["face"]), a list of names (label = index; VOC and
-        YOLO check every object against it), or "face": every object becomes label 0.
-    Where the files are expected, per format and split:
-        yolo   root/data.yaml `<split>:` key, or root/images/<split> + root/labels/<split>
-        voc    root/ImageSets/Main/<split>.txt (root may be a VOCdevkit: VOC2007 + VOC2012)
-        coco   root/annotations/instances_<split>.json with images in root/<split> or
-               root/images/<split>; or root is the .json, images next to it
+    split: "train", "val", ... found under its usual spellings ("val" finds "valid/");
+        None reads a data set that is not divided into splits (`list_splits` is []).
+    classes: None (names from the data, the same every run: data.yaml's names, else
+        classes.txt / obj.names in file order, else "0".."K"; every VOC <name> of every
+        split, sorted; the COCO categories in id order; WIDER/FDDB are ["face"]), a list
+        of names (label = index; VOC and YOLO check every object against it), or "face":
+        every object becomes label 0.
+    Where the files are expected, per format (see facedet.data.layouts for every layout):
+        yolo   root/data.yaml `<split>:` key, or root/images/<split> + root/labels/<split>,
+               or root/<split>/images + root/<split>/labels (Roboflow)
+        voc    root/ImageSets/Main/<split>.txt (root may be a VOCdevkit: VOC2007 + VOC2012),
+               or .xml beside the images in root/<split>/ or root/ (LabelImg, Roboflow)
+        coco   root/annotations/instances_<split>.json with images in root/<split>,
+               root/images/<split> or root/images; root/<split>/_annotations.coco.json
+               (Roboflow); or one .json in root, or root is the .json
         wider  root/wider_face_split/wider_face_<split>_bbx_gt.txt, root/WIDER_<split>/images
         fddb   root/FDDB-folds/FDDB-fold-<NN>-ellipseList.txt (split "all" or a fold number),
                images in root/originalPics
@@ -615,18 +615,30 @@ def read_dataset(
     given = None if classes is None or face_only else [str(c) for c in classes]
 
     if fmt == "yolo":
-        records = read_yolo(root, split, names=given, skip_bad_images=skip_bad_images)
-        names = given or _yolo_names(root, records)
-    elif fmt == "voc":
+        listed = given or yolo_names_file(root)
+        records = read_yolo(root, split, names=listed, skip_bad_images=skip_bad_images)
+        names = listed or _yolo_names(root, records)
+    elif fmt == "voc" and (root.is_dir() and is_voc_devkit(root)):
         roots = voc_roots(root)
         names = ["face"] if face_only else given or voc_class_names(roots)
-        records = read_voc(roots, split, "face" if face_only else names, skip_bad_images=skip_bad_images)
+        on_disk = None if split is None else match_split(split, list_splits(root, "voc")) or split
+        records = read_voc(roots, on_disk, "face" if face_only else names, skip_bad_images=skip_bad_images)
+    elif fmt == "voc":
+        folders = voc_xml_folders(root)
+        if not folders:
+            raise DataError(f"{root}: no Annotations/ folder in it or in its subfolders, and no .xml files beside "
+                            "images in it or in its subfolders (LabelImg, Roboflow VOC)")
+        on_disk = find_split(root, split, [name for name in folders if name], "folders of images with .xml")
+        every_xml = (p for folder in folders.values() for p in folder.iterdir() if p.suffix.lower() == ".xml")
+        names = ["face"] if face_only else given or _object_names(every_xml)
+        records = read_voc_beside(folders[on_disk or ""], "face" if face_only else names, skip_bad_images)
     elif fmt == "coco":
-        json_path, images_root = _coco_paths(root, split)
-        records, names = read_coco(json_path, images_root, skip_bad_images=skip_bad_images)
+        json_path, images_roots = coco_sources(root, split)
+        records, names = read_coco(json_path, images_roots, skip_bad_images=skip_bad_images)
         if given is not None and given != names:
             raise DataError(f"{json_path}: classes {given} differ from the JSON categories {names}")
     elif fmt == "wider":
+        split = match_split(split, list_splits(root, "wider")) or split
         annotation_txt = root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
         records = read_wider(annotation_txt, root / f"WIDER_{split}" / "images", skip_bad_images)
         names = ["face"]
@@ -645,23 +657,27 @@ def read_dataset(
     return records, names
 
 
+def yolo_names_file(root: Path) -> list[str] | None:
+    """Class names from data.yaml, else from classes.txt or obj.names (one per line, in
+    order: what Label Studio and CVAT export beside YOLO labels), else None."""
+    yaml_path = data_yaml_path(root)
+    if yaml_path is not None:
+        return read_data_yaml(yaml_path).names
+    for names_file in (root / "classes.txt", root / "obj.names"):
+        if root.is_dir() and names_file.is_file():
+            lines = [line.strip() for line in _read_names_text(names_file).splitlines()]
+            return [line for line in lines if line]
+    return None
+
+
+def _read_names_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read class names ({error})") from None
+
+
 def _yolo_names(root: Path, records: list[Record]) -> list[str]:
-    """Names from data.yaml, else "0", "1", ... up to the largest label used."""
-    yaml_path = root if root.suffix in (".yaml", ".yml") else root / "data.yaml"
-    if yaml_path.is_file() and (names := read_data_yaml(yaml_path).names) is not None:
-        return names
+    """No names anywhere: "0", "1", ... up to the largest label used."""
     largest = max((int(r.labels.max()) for r in records if len(r.labels)), default=-1)
     return [str(i) for i in range(largest + 1)]
-
-
-def _coco_paths(root: Path, split: str) -> tuple[Path, Path]:
-    """(instances json, images folder) of a COCO-layout folder or a json file."""
-    if root.is_file():
-        return root, root.parent
-    json_path = root / "annotations" / f"instances_{split}.json"
-    if not json_path.is_file():
-        raise DataError(f"{json_path}: no such COCO annotation file")
-    for images_root in (root / split, root / "images" / split):
-        if images_root.is_dir():
-            return json_path, images_root
-    raise DataError(f"{root}: no image folder {split}/ or images/{split}/ for {json_path.name}")
