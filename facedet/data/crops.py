@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from facedet.boxes import box_iou
 from facedet.files import atomic_save
-from facedet.data.images import load_image
+from facedet.data.images import is_image, load_image
 from facedet.data.record import Record
 from facedet.data.synthetic import cache_dir
 from facedet.errors import ConfigError, DataError
@@ -52,7 +52,6 @@ from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 # Crop kinds, stored as int8 codes in the cache.
 KINDS = ("background", "nonface", "tight", "large")
 FRAMINGS = ("tight", "large", "both")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CACHE_VERSION = 1  # bump when the way crops are cut changes
 
 
@@ -145,7 +144,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: face-free image folder not found")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in folder.iterdir() if is_image(p))
 
 
 # --------------------------------------------------------------------------- building the crops

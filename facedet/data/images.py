@@ -88,7 +88,14 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     return rgb.transpose(turn) if turn is not None else rgb
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# What counts as an image file, everywhere facedet looks in a folder (data sets, crops, infer);
+# compared lower-cased, so .JPG (cameras, LabelImg on Windows) is one too.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def is_image(path: Path) -> bool:
+    """An image file by its suffix, in any case (.jpg, .JPG, .Jpeg)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def collect_images(paths: list[str], skip: Path | None = None) -> list[Path]:
@@ -99,7 +106,7 @@ def collect_images(paths: list[str], skip: Path | None = None) -> list[Path]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if is_image(p))
             images += [p for p in found if skip is None or skip not in p.resolve().parents]
         elif path.exists():
             images.append(path)

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import yaml
 
+from facedet.data.images import is_image
 from facedet.data.splits import match_split
 from facedet.errors import ConfigError, DataError
 
 PathLike = str | os.PathLike
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # compared lower-cased: .JPG too
 FORMATS = ("auto", "yolo", "voc", "coco", "wider", "fddb")
 UNSPLIT = ("default",)  # CVAT's name for "all the images" when no subsets were made
 ROBOFLOW_COCO = "_annotations.coco.json"
@@ -44,11 +44,6 @@ LOOKED_FOR = (
     "(in the folder or in <split>/ folders), annotations/*.json, <split>/_annotations.coco.json, one *.json, "
     "wider_face_split/, FDDB-folds/"
 )
-
-
-def is_image(path: Path) -> bool:
-    """An image file by its suffix, in any case (.jpg, .JPG, .Jpeg)."""
-    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _subfolders(root: Path) -> list[Path]:

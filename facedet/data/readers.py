@@ -31,16 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facedet.data.images import image_size
+from facedet.data.images import IMAGE_SUFFIXES, image_size, is_image
 from facedet.data.labels import ReadStats, sanitize_boxes
 from facedet.data.layouts import (
     FORMATS,
-    IMAGE_SUFFIXES,
     coco_sources,
     data_yaml_path,
     detect_format,
     find_split,
-    is_image,
     is_voc_devkit,
     list_splits,
     read_data_yaml,
