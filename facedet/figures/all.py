@@ -3,7 +3,8 @@
 Two kinds of figures:
 
 * drawn from the library alone, always: the torchinfo tables of the seed-size models, the
-  receptive-field calculator and its growth plot, the BCE worked example, SSD's priors (at
+  receptive-field calculator and its growth plot, the BCE worked example, the focal loss
+  curves and its loss shares at the first step (RetinaNet), SSD's priors (at
   the centre cell of conv9_2 and on a 4 x 4 toy grid), prior matching, NMS before/after on
   toy proposals, the truth matrix of a synthetic scene and the touching-faces failure of
   connected components;
@@ -43,7 +44,7 @@ from facedet.data.loaders import build_datasets, build_loader, load_records
 from facedet.data.synthetic import render_scene
 from facedet.errors import FacedetError
 from facedet.evaluation import evaluate_detections
-from facedet.figures import bce, classifier, detections, grid, priors, receptive_field, summaries
+from facedet.figures import bce, classifier, detections, focal, grid, priors, receptive_field, summaries
 from facedet.models.classifier import CNNClassifier
 from facedet.models.grid import GridSimpleCNNModel
 from facedet.models.sliding_window import detector_from_classifier
@@ -115,6 +116,8 @@ def library_figures(out: Path, dpi: int = 110) -> list[Path]:
         out / "receptive_field_cell.png", dpi=dpi))
 
     written.append(bce.plot_bce_worked_example(out / "bce_worked_example.png", dpi=dpi))
+    written.append(focal.plot_focal_loss_curves(out / "focal_loss_curves.png", dpi=dpi))
+    written.append(focal.plot_loss_shares_at_init(out / "focal_loss_shares_init.png", dpi=dpi))
 
     maps = [(size, k) for (_, size, _, _), k in zip(PRIOR_MAPS, PRIORS_PER_CELL)]
     conv9_2 = [name for name, *_ in PRIOR_MAPS].index("conv9_2")
