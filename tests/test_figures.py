@@ -231,6 +231,26 @@ def test_cumulative_negative_loss_and_figures(tmp_path):
     assert_png(plot_cumulative_loss(torch.rand(100), tmp_path / "cumulative.png", dpi=40))
 
 
+def test_p3_field_with_and_without_the_top_down_path(tmp_path):
+    """Without the top-down path a P3 cell of the small backbone sees 71 x 71 px, by hand:
+    stem 3x3/2 (3, jump 2), dw 3x3/2 (7, jump 4), dw 3x3 (15), stage3 dw 3x3/2 (23, jump 8),
+    dw 3x3 (39), dw 3x3 (55), lateral 1x1 (55), smoothing dw 3x3 (71). With it, C5's field
+    reaches the P3 cell: nearly the whole 256 px input."""
+    from facedet.config import model_config
+    from facedet.figures.pyramid import cell_field, field_extent, plot_cell_fields
+    from facedet.models import build_model
+
+    fields = {}
+    for top_down in (False, True):
+        torch.manual_seed(0)
+        cfg = model_config("retinanet", num_classes=1, width=8, fpn_channels=8, head_depth=0, top_down=top_down)
+        fields[top_down] = cell_field(build_model(cfg).model, 256)
+    assert field_extent(fields[False]) == (71, 71)
+    assert min(field_extent(fields[True])) > 200
+    assert field_extent(torch.zeros(4, 4, dtype=torch.bool)) == (0, 0)
+    assert_png(plot_cell_fields({"without": fields[False], "with": fields[True]}, tmp_path / "fields.png", dpi=40))
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -243,7 +263,7 @@ def test_command_draws_the_library_figures_and_skips_missing_runs(tmp_path, caps
     expected = ["bce_worked_example.png", "nms_before_after.png", "prior_matching.png", "priors_conv9_2_centre.png",
                 "priors_toy_grid.png", "receptive_field_cell.png", "receptive_field_growth.png",
                 "truth_matrix_synthetic.png", "touching_failure.png", "summary_classifier.png",
-                "focal_loss_curves.png", "focal_loss_shares_init.png",
+                "focal_loss_curves.png", "focal_loss_shares_init.png", "fpn_cell_field.png",
                 "summary_grid_simple.png", "summary_yolo_face.png", "summary_ssd300.png",
                 "receptive_field_yolo_face.png"]
     for name in expected:
