@@ -458,3 +458,26 @@ def test_overfits_a_few_synthetic_scenes(box_loss):
     for det, target in zip(detections, targets):
         assert len(det["boxes"]) > 0
         assert (box_iou(target["boxes"], det["boxes"]).max(dim=1).values >= 0.5).all()
+
+
+# ----------------------------------------------------------------------------- the library's tools, unchanged
+
+
+def test_trains_saves_loads_and_detects_through_the_common_tools(tmp_path, monkeypatch):
+    """python -m facedet.train on retinanet_face.yaml (tiny), then the checkpoint rebuilds its
+    RetinaNet, detects in a photo of another size, and the evaluator scores it."""
+    from facedet import evaluate, train
+    from facedet.checkpoint import load
+    from facedet.cli import run_cli
+
+    monkeypatch.setenv("FACEDET_CACHE", str(tmp_path / "cache"))
+    tiny = ["data.synthetic_train=16", "data.synthetic_val=4", "data.num_workers=0", "train.batch_size=8",
+            "train.device=cpu", "train.epochs=1", "model.image_size=128", "model.width=8", "model.fpn_channels=16",
+            "model.head_depth=1", "data.augment=flip"]
+    assert run_cli(train.main, ["--config", "retinanet_face.yaml", f"out_dir={tmp_path / 'runs'}", "name=r", *tiny]) == 0
+    checkpoint = tmp_path / "runs" / "r" / "best.pt"
+    detector = load(checkpoint, "cpu")
+    assert isinstance(detector.postprocess, RetinaNetPostprocess) and detector.class_names == ["face"]
+    found = detector(torch.rand(3, 100, 170), min_score=0.0, top_k=5)
+    assert found.boxes.shape == (5, 4) and (found.boxes[:, 2:] <= torch.tensor([170.0, 100.0]) + 1e-3).all()
+    assert run_cli(evaluate.main, ["--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
