@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from facedet.boxes import box_convert
+from facedet.config import load_config
 from facedet.data.synthetic import render_scene
 from facedet.models.retinanet import IGNORE, Anchors, match_anchors
 from facedet.models.ssd import MultiBoxLoss, sigmoid_focal_loss
@@ -164,7 +165,8 @@ def plot_loss_shares_at_init(path: str | os.PathLike, size: int = 320, seed: int
     """The loss shares at the first training step of retinanet_face.yaml's anchors on one
     synthetic scene, for a network whose every face score is 0.5 (bias 0) or 0.01 (the
     prior-probability init). Needs no training: every anchor has the same score."""
-    anchors = Anchors(3, 7, (10.0, 20.0, 40.0, 80.0, 160.0), 3, (1.2,))(size, size)  # configs/retinanet_face.yaml
+    m = load_config("retinanet_face.yaml").model
+    anchors = Anchors(m.min_level, m.max_level, tuple(m.anchor_sizes), m.scales_per_octave, tuple(m.anchor_ratios))(size, size)
     _, faces = render_scene(np.random.default_rng([seed, 3, 4]), size, min_faces=3, max_faces=5)
     labels, _ = match_anchors((faces / size)[None], torch.zeros(1, len(faces), dtype=torch.int64),
                               torch.ones(1, len(faces), dtype=torch.bool), box_convert(anchors, "cxcywh", "xyxy"))

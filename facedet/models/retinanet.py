@@ -288,7 +288,7 @@ class Subnet(nn.Module):
         layers: list[nn.Module] = []
         for _ in range(depth):
             layers.append(conv3x3(channels, channels, separable))
-            if norm:  # groups of 8 channels at most: GroupNorm needs a divisor of `channels`
+            if norm:  # at most 8 groups; their number must divide `channels`
                 layers.append(nn.GroupNorm(math.gcd(channels, 8), channels))
             layers.append(nn.ReLU(inplace=True))
         self.tower = nn.Sequential(*layers)
