@@ -59,6 +59,7 @@ LADDER = (
     ("3 grid CNN 7x7", "grid_cnn"),
     ("4 YOLO-face", "yolo_face"),
     ("5 SSD300", "ssd300_face"),
+    ("6 RetinaNet", "retinanet_face"),
 )
 DEFAULT_LABEL = "5 FaceSSD (shipped default)"
 HAAR_LABEL = "classic: Haar cascade (OpenCV)"

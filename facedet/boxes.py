@@ -10,6 +10,7 @@ This module is facedet's only home of box geometry. The overlap family shares on
     box_iou              every pair (N, 4), (M, 4) -> (N, M)
     box_iou_batched      every pair within each group (G, N, 4), (G, M, 4) -> (G, N, M)
     elementwise_box_ioa  intersection over the first box's area (COCO's crowd regions)
+    generalized_box_iou  GIoU of matched pairs (..., 4), (..., 4) -> (...), for box losses
 and greedy NMS has one engine, `greedy_nms_mask`, under `nms` and `batched_nms`.
 
 Toy example to check by hand: two 2x2 squares side by side, overlapping by one column,
@@ -105,6 +106,25 @@ def elementwise_box_ioa(boxes: Tensor, regions: Tensor) -> Tensor:
     """
     inter = box_intersection(boxes, regions)
     return inter.div_(box_area(boxes).clamp_(min=torch.finfo(inter.dtype).tiny))
+
+
+def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Generalized IoU (Rezatofighi et al. 2019) of "xyxy" boxes (..., 4) and (..., 4),
+    broadcast together -> (...), in [-1, 1].
+
+    GIoU = IoU - (area of C - union) / area of C, with C the smallest box enclosing both.
+    Unlike IoU it still says how far apart two boxes are when they do not overlap, so
+    1 - GIoU is a box loss with a gradient everywhere. Toy check: [0, 0, 1, 1] and [2, 0, 3, 1]
+    have IoU 0, union 2 and C = [0, 0, 3, 1] of area 3, so GIoU = 0 - (3 - 2) / 3 = -1/3.
+    """
+    inter = box_intersection(boxes1, boxes2)
+    union = box_area(boxes1) + box_area(boxes2) - inter
+    tiny = torch.finfo(union.dtype).tiny
+    iou = inter / union.clamp(min=tiny)
+    top_left = torch.min(boxes1[..., :2], boxes2[..., :2])
+    bottom_right = torch.max(boxes1[..., 2:], boxes2[..., 2:])
+    enclosing = box_area(torch.cat((top_left, bottom_right), dim=-1))
+    return iou - (enclosing - union) / enclosing.clamp(min=tiny)
 
 
 def clip_boxes(boxes_xyxy: Tensor, width: float, height: float) -> Tensor:

@@ -117,6 +117,40 @@ class FaceSSDConfig(ModelConfig):
     focal_gamma: float = 2.0
 
 
+@dataclass
+class RetinaNetConfig(ModelConfig):
+    """Rung 6: RetinaNet (feature pyramid + focal loss). Defaults are the paper's numbers where
+    they cost nothing on a CPU (levels P3-P7, 9 anchors, IoU 0.5 / 0.4, alpha 0.25, gamma 2,
+    prior 0.01) and a small network where they would (the paper: ResNet-50, 256 channels)."""
+
+    name: str = "retinanet"
+    image_size: int = 320  # the square training crop; inference runs on photos of any size
+    backbone: str = "small"  # small (MobileNet-style, CPU) | resnet18 | resnet50 (need torchvision)
+    width: int = 32  # small backbone: channels at stride 4; C3, C4, C5 have 2w, 4w, 8w
+    pretrained: str = ""  # resnet only: path to a torchvision resnet*.pth state dict; "" = from scratch
+    min_level: int = 3  # the pyramid's finest level P3 (stride 2^3 = 8)
+    max_level: int = 7  # its coarsest, P7 (stride 128); P6 and P7 come from stride-2 convs on C5
+    top_down: bool = True  # FPN's top-down path; false = each level sees only its own backbone stage
+    fpn_channels: int = 64  # channels of every pyramid level and of both subnets (paper 256)
+    head_depth: int = 4  # 3x3 conv layers in each subnet before its output conv (paper 4)
+    separable: bool = True  # depthwise-separable 3x3 convs in FPN and subnets (CPU); false = paper's plain 3x3
+    head_norm: bool = True  # GroupNorm in the subnets (later RetinaNets, FCOS); false = paper's conv + ReLU
+    # one base side (pixels) per level, min_level first; the paper's 32..512 are 4x each stride
+    anchor_sizes: list[float] = field(default_factory=lambda: [32.0, 64.0, 128.0, 256.0, 512.0])
+    scales_per_octave: int = 3  # anchor scales 2^(i/3), i = 0, 1, 2: sides x1, x1.26, x1.59
+    anchor_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # h / w of each anchor shape
+    fg_iou: float = 0.5  # an anchor is positive when its best IoU with an object is at least this
+    bg_iou: float = 0.4  # negative below this; in between it is ignored (no classification loss)
+    low_quality_matches: bool = True  # each object also claims its best anchor(s), whatever the IoU
+    focal_alpha: float = 0.25  # weight of the positives (1 - alpha for the negatives)
+    focal_gamma: float = 2.0  # focusing: a well-classified anchor's loss shrinks by (1 - p_t)^gamma
+    prior_prob: float = 0.01  # every class sigmoid starts near this (bias init of the last cls conv)
+    box_loss: str = "smooth_l1"  # smooth_l1 (on encoded offsets, the paper) | giou (1 - GIoU of decoded boxes)
+    box_weight: float = 1.0  # lambda: L = L_cls + lambda L_box
+    pre_nms_top_k: int = 1000  # decoding: best candidates kept per level before NMS
+    max_size: int = 640  # inference: photos whose longer side exceeds this are shrunk to it (0 = never)
+
+
 # model.name -> the dataclass of that rung's keys
 MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
     "classifier": ClassifierConfig,
@@ -127,6 +161,7 @@ MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
     "ssd300": SSD300Config,
     "fastai_ssd": FastaiSSDConfig,
     "face_ssd": FaceSSDConfig,
+    "retinanet": RetinaNetConfig,
 }
 
 
@@ -260,6 +295,8 @@ CHOICES = {
     "train.optimizer": ("sgd", "adam", "adamw"),
     "train.schedule": ("constant", "step", "multistep", "cosine"),
     "model.loss": ("ce", "focal"),
+    "model.backbone": ("small", "resnet18", "resnet50"),
+    "model.box_loss": ("smooth_l1", "giou"),
     "eval.voc_rule": ("greedy", "devkit"),
 }
 

@@ -21,6 +21,7 @@ from facedet.boxes import (
     elementwise_box_ioa,
     elementwise_box_iou,
     encode,
+    generalized_box_iou,
     greedy_nms_mask,
     label_components,
     nms,
@@ -224,6 +225,40 @@ def test_elementwise_box_ioa_hand_values():
     region = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
     assert elementwise_box_ioa(boxes, region).tolist() == [1.0, 0.5, 0.0]
     assert elementwise_box_iou(boxes[:1], region).tolist() == [1 / 16]
+
+
+def test_generalized_box_iou_hand_values():
+    # apart: IoU 0, union 2, enclosing [0, 0, 3, 1] of area 3 -> 0 - (3 - 2) / 3 = -1/3
+    # identical: 1; nested 1x1 in 2x2: IoU 1/4, enclosing = the 2x2 = union -> 1/4
+    # side by side overlapping one column (the module's toy pair): IoU 1/3, enclosing 3x2 = 6 = union -> 1/3
+    a = torch.tensor([[0.0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 2, 2]])
+    b = torch.tensor([[2.0, 0, 3, 1], [0, 0, 1, 1], [0, 0, 2, 2], [1, 0, 3, 2]])
+    torch.testing.assert_close(generalized_box_iou(a, b), torch.tensor([-1 / 3, 1.0, 0.25, 1 / 3]))
+    # far apart on a diagonal: [0,0,1,1] vs [9,9,10,10]: enclosing 100, union 2 -> -(98/100)
+    far = generalized_box_iou(torch.tensor([0.0, 0, 1, 1]), torch.tensor([9.0, 9, 10, 10]))
+    assert far.item() == pytest.approx(-0.98)
+
+
+def test_generalized_box_iou_properties():
+    g = torch.Generator().manual_seed(11)
+    a, b = random_boxes(40, g), random_boxes(40, g)
+    giou = generalized_box_iou(a, b)
+    iou = elementwise_box_iou(a, b)
+    assert (giou <= iou + 1e-6).all() and (giou >= -1).all() and (giou <= 1).all()
+    torch.testing.assert_close(giou, generalized_box_iou(b, a))  # symmetric
+    # broadcasts like elementwise_box_iou: every pair of (N,) x (M,)
+    assert generalized_box_iou(a[:, None], b[None, :5]).shape == (40, 5)
+    # a loss 1 - GIoU has finite gradients even for boxes that do not meet
+    p = torch.tensor([[0.0, 0, 1, 1]], requires_grad=True)
+    (1 - generalized_box_iou(p, torch.tensor([[5.0, 5, 6, 6]]))).sum().backward()
+    assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_generalized_box_iou_agrees_with_torchvision():
+    ops = pytest.importorskip("torchvision.ops")
+    g = torch.Generator().manual_seed(12)
+    a, b = random_boxes(30, g), random_boxes(20, g)
+    torch.testing.assert_close(generalized_box_iou(a[:, None], b[None]), ops.generalized_box_iou(a, b))
 
 
 # ---------------------------------------------------------------- encode / decode

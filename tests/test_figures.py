@@ -186,6 +186,71 @@ def test_seed_summaries_have_the_seed_parameter_counts():
         assert f"Total params: {total}" in seed_summary(name)
 
 
+# --------------------------------------------------------------------------- focal loss (rung 6)
+
+
+def test_loss_shares_by_hand():
+    """One image, 1 positive and 9 negatives, every score p = 0.01 (the prior init):
+        positive: CE = -ln 0.01 = 4.6052;  focal = 0.25 * 0.99^2 * 4.6052 = 1.1284
+        negative: CE = -ln 0.99 = 0.010050 (easy: p < 0.1); focal = 0.75 * 0.01^2 * 0.010050 = 7.54e-7
+        CE, every anchor: negatives 9 * 0.010050 = 0.09045 of 4.6956 -> 1.93 %
+        CE + 3:1 mining:  3 negatives, 0.03015 of 4.6353 -> 0.65 %
+        focal:            9 * 7.54e-7 of 1.1284 -> 6.0e-6
+    An ignored anchor counts nowhere."""
+    from facedet.figures.focal import loss_shares
+    from facedet.models.retinanet import BACKGROUND, IGNORE
+
+    labels = torch.tensor([[0] + [BACKGROUND] * 9 + [IGNORE]])
+    logits = torch.full((1, 11, 1), math.log(0.01 / 0.99))
+    shares = loss_shares(logits, labels)
+    ce, mined, focal = shares.values()
+    assert ce["easy negatives"] == pytest.approx(9 * 0.0100503 / (4.6051702 + 9 * 0.0100503), rel=1e-4)
+    assert mined["easy negatives"] == pytest.approx(3 * 0.0100503 / (4.6051702 + 3 * 0.0100503), rel=1e-4)
+    assert focal["easy negatives"] == pytest.approx(9 * 0.75e-4 * 0.0100503 / (0.25 * 0.99 ** 2 * 4.6051702), rel=1e-3)
+    assert (ce["anchors"], mined["anchors"], focal["anchors"]) == (10, 4, 10)
+    assert ce["hard negatives"] == 0.0 and focal["total"] == pytest.approx(0.25 * 0.99 ** 2 * 4.6051702 + 9 * 7.54e-7,
+                                                                           rel=1e-3)
+    for row in shares.values():
+        assert sum(row[k] for k in ("positives", "hard negatives", "easy negatives")) == pytest.approx(1.0)
+    # a negative scored 0.5 is hard, and mining picks it before the easy ones
+    logits[0, 5, 0] = 0.0
+    _, mined, _ = loss_shares(logits, labels).values()
+    assert mined["hard negatives"] == pytest.approx(math.log(2) / (4.6051702 + math.log(2) + 2 * 0.0100503), rel=1e-4)
+
+
+def test_cumulative_negative_loss_and_figures(tmp_path):
+    from facedet.figures.focal import cumulative_negative_loss, plot_cumulative_loss, plot_focal_loss_curves
+
+    probs = torch.tensor([0.01, 0.01, 0.01, 0.9])  # three easy negatives and one hard one
+    ce = cumulative_negative_loss(probs, gamma=0.0)
+    # CE: each easy one -ln 0.99 = 0.01005, the hard one -ln 0.1 = 2.3026: the first three hold 1.3 %
+    assert ce[2].item() == pytest.approx(3 * 0.0100503 / (3 * 0.0100503 + 2.3025851), rel=1e-4)
+    assert ce[-1].item() == pytest.approx(1.0)
+    assert cumulative_negative_loss(probs, gamma=2.0)[2].item() < 1e-5
+    assert_png(plot_focal_loss_curves(tmp_path / "curves.png", dpi=40))
+    assert_png(plot_cumulative_loss(torch.rand(100), tmp_path / "cumulative.png", dpi=40))
+
+
+def test_p3_field_with_and_without_the_top_down_path(tmp_path):
+    """Without the top-down path a P3 cell of the small backbone sees 71 x 71 px, by hand:
+    stem 3x3/2 (3, jump 2), dw 3x3/2 (7, jump 4), dw 3x3 (15), stage3 dw 3x3/2 (23, jump 8),
+    dw 3x3 (39), dw 3x3 (55), lateral 1x1 (55), smoothing dw 3x3 (71). With it, C5's field
+    reaches the P3 cell: nearly the whole 256 px input."""
+    from facedet.config import model_config
+    from facedet.figures.pyramid import cell_field, field_extent, plot_cell_fields
+    from facedet.models import build_model
+
+    fields = {}
+    for top_down in (False, True):
+        torch.manual_seed(0)
+        cfg = model_config("retinanet", num_classes=1, width=8, fpn_channels=8, head_depth=0, top_down=top_down)
+        fields[top_down] = cell_field(build_model(cfg).model, 256)
+    assert field_extent(fields[False]) == (71, 71)
+    assert min(field_extent(fields[True])) > 200
+    assert field_extent(torch.zeros(4, 4, dtype=torch.bool)) == (0, 0)
+    assert_png(plot_cell_fields({"without": fields[False], "with": fields[True]}, tmp_path / "fields.png", dpi=40))
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -198,6 +263,7 @@ def test_command_draws_the_library_figures_and_skips_missing_runs(tmp_path, caps
     expected = ["bce_worked_example.png", "nms_before_after.png", "prior_matching.png", "priors_conv9_2_centre.png",
                 "priors_toy_grid.png", "receptive_field_cell.png", "receptive_field_growth.png",
                 "truth_matrix_synthetic.png", "touching_failure.png", "summary_classifier.png",
+                "focal_loss_curves.png", "focal_loss_shares_init.png", "fpn_cell_field.png",
                 "summary_grid_simple.png", "summary_yolo_face.png", "summary_ssd300.png",
                 "receptive_field_yolo_face.png"]
     for name in expected:

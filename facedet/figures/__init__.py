@@ -6,6 +6,8 @@
     detections        proposals before and after NMS (rungs 2, 4, 5)
     receptive_field   the receptive-field calculator and its plots
     bce               the seed's binary cross-entropy worked example
+    focal             focal loss vs cross-entropy, and who pays the loss: SSD's mining vs focal (rung 6)
+    pyramid           the input pixels one pyramid cell depends on, with and without FPN's top-down path (rung 6)
     priors            SSD priors at one cell, on a toy grid, and prior matching (rung 5)
     summaries         torchinfo tables of the seed-size models
 """

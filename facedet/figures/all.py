@@ -3,7 +3,9 @@
 Two kinds of figures:
 
 * drawn from the library alone, always: the torchinfo tables of the seed-size models, the
-  receptive-field calculator and its growth plot, the BCE worked example, SSD's priors (at
+  receptive-field calculator and its growth plot, the BCE worked example, the focal loss
+  curves and its loss shares at the first step, a P3 cell's field with and without FPN's
+  top-down path (RetinaNet), SSD's priors (at
   the centre cell of conv9_2 and on a 4 x 4 toy grid), prior matching, NMS before/after on
   toy proposals, the truth matrix of a synthetic scene and the touching-faces failure of
   connected components;
@@ -35,7 +37,7 @@ from torch import Tensor
 
 from facedet.checkpoint import load_detector
 from facedet.cli import DefaultsHelpFormatter, run_cli, select_device
-from facedet.config import DataConfig
+from facedet.config import DataConfig, model_config
 from facedet.data.crops import list_images
 from facedet.data.dataset import collate_photos
 from facedet.data.images import load_image
@@ -43,7 +45,8 @@ from facedet.data.loaders import build_datasets, build_loader, load_records
 from facedet.data.synthetic import render_scene
 from facedet.errors import FacedetError
 from facedet.evaluation import evaluate_detections
-from facedet.figures import bce, classifier, detections, grid, priors, receptive_field, summaries
+from facedet.figures import bce, classifier, detections, focal, grid, priors, pyramid, receptive_field, summaries
+from facedet.models import build_model
 from facedet.models.classifier import CNNClassifier
 from facedet.models.grid import GridSimpleCNNModel
 from facedet.models.sliding_window import detector_from_classifier
@@ -115,6 +118,15 @@ def library_figures(out: Path, dpi: int = 110) -> list[Path]:
         out / "receptive_field_cell.png", dpi=dpi))
 
     written.append(bce.plot_bce_worked_example(out / "bce_worked_example.png", dpi=dpi))
+    written.append(focal.plot_focal_loss_curves(out / "focal_loss_curves.png", dpi=dpi))
+    written.append(focal.plot_loss_shares_at_init(out / "focal_loss_shares_init.png", dpi=dpi))
+    fields = {}
+    for top_down in (False, True):  # RetinaNet's P3 with and without FPN's top-down path
+        torch.manual_seed(0)
+        model = build_model(model_config("retinanet", num_classes=1, top_down=top_down)).model
+        fields[f"P3 {'with' if top_down else 'without'} top-down"] = pyramid.cell_field(model, 256)
+    written.append(pyramid.plot_cell_fields(fields, out / "fpn_cell_field.png", scene,
+                                            title="the input pixels one P3 cell depends on", dpi=photo_dpi))
 
     maps = [(size, k) for (_, size, _, _), k in zip(PRIOR_MAPS, PRIORS_PER_CELL)]
     conv9_2 = [name for name, *_ in PRIOR_MAPS].index("conv9_2")

@@ -16,6 +16,7 @@ from facedet.models.detector import Detector
 from facedet.models.face_ssd import build_face_ssd
 from facedet.models.fastai_ssd import build_fastai_ssd
 from facedet.models.grid import build_grid_cnn, build_grid_simple
+from facedet.models.retinanet import build_retinanet
 from facedet.models.ssd import build_ssd300
 from facedet.models.yolo_face import build_yolo_face, build_yolo_face_tiny
 
@@ -28,6 +29,7 @@ MODELS: dict[str, Callable[..., Detector]] = {
     "ssd300": build_ssd300,  # rung 5
     "fastai_ssd": build_fastai_ssd,  # rung 5 variant: fast.ai head, 189 anchors
     "face_ssd": build_face_ssd,  # rung 5 made small: the shipped default face detector
+    "retinanet": build_retinanet,  # rung 6: feature pyramid + focal loss
 }
 
 

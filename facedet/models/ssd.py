@@ -290,19 +290,24 @@ def match_priors(gt_boxes: Tensor, gt_labels: Tensor, valid: Tensor, priors_xyxy
     return labels, matched
 
 
-def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25,
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float | None = 0.25,
                        gamma: float = 2.0) -> Tensor:
     """Element-wise focal loss FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t) (Lin et al. 2017).
 
     logits, targets: same shape, targets in {0, 1}; returns the same shape, unreduced.
-    alpha weighs positives (1 - alpha negatives); (1 - p_t)^gamma shrinks the loss of
-    examples already classified well, i.e. the flood of easy background anchors.
+    alpha weighs positives (1 - alpha negatives), None = no weighting; (1 - p_t)^gamma
+    shrinks the loss of examples already classified well, i.e. the flood of easy background
+    anchors. gamma = 0 and alpha = None is binary cross-entropy. RetinaNet (rung 6,
+    facedet.models.retinanet) works an example through by hand.
     """
     p = logits.sigmoid()
     p_t = p * targets + (1 - p) * (1 - targets)
-    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
     bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # -log(p_t)
-    return alpha_t * (1 - p_t).pow(gamma) * bce
+    loss = (1 - p_t).pow(gamma) * bce
+    if alpha is None:
+        return loss
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return alpha_t * loss
 
 
 class MultiBoxLoss(nn.Module):
