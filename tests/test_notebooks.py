@@ -1,11 +1,14 @@
-"""The chapter notebooks: they import facedet, define no library code, and run top to bottom.
+"""The chapter notebooks: they import facedet, define no library code, run top to bottom, and
+are stored executed with outputs that a fresh run still prints.
 
-Each notebook is executed with nbclient in its own temporary working directory (its runs/
-and figures/ land there), with FACEDET_CACHE pointing to one temporary cache shared by the
-notebooks of this test session (they use the same tiny synthetic set, generated once) and
-MPLBACKEND=Agg. A cell that raises fails the test, naming the notebook and the cell.
+Each notebook is executed by notebooks/execute.py's `execute` (nbclient) in its own temporary
+working directory (its runs/ and figures/ land there), with FACEDET_CACHE pointing to one
+temporary cache shared by the notebooks of this test session (they use the same tiny synthetic
+set, generated once) and MPLBACKEND=Agg. A cell that raises fails the test, naming the notebook
+and the cell; stored outputs that differ from the fresh run's are named too.
 """
 import ast
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -15,7 +18,18 @@ import pytest
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 CHAPTERS = ["00_boxes", "01_classifier", "02_sliding_window", "03_grid", "04_yolo_face", "05_ssd300", "07_retinanet"]
-TIMEOUT_S = 300  # per cell; a notebook takes about a minute on 2 CPU cores
+MAX_NOTEBOOK_BYTES = 1_500_000
+
+
+def _load_chapters():
+    """notebooks/execute.py, the tool that stores the chapters executed (not part of the package)."""
+    spec = importlib.util.spec_from_file_location("chapters", NOTEBOOK_DIR / "execute.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+chapters = _load_chapters()
 
 
 def code_cells(path: Path) -> list[str]:
@@ -37,10 +51,14 @@ def test_notebook_imports_facedet_and_defines_no_library_code(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_is_committed_without_outputs(path):
+def test_notebook_is_stored_executed_and_small(path):
+    """Stored with outputs (python notebooks/execute.py), so it reads on a code-hosting site as it ran."""
     cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in cells), \
-        f"{path.name}: clear its outputs before committing (keeps the repository small)"
+    assert all(c.get("execution_count") for c in cells), \
+        f"{path.name}: store it executed: python notebooks/execute.py {path.stem}"
+    assert any(o.get("output_type") == "display_data" for c in cells for o in c.get("outputs", [])), \
+        f"{path.name} shows no figure"
+    assert path.stat().st_size < MAX_NOTEBOOK_BYTES, f"{path.name}: {path.stat().st_size} bytes; images too large?"
 
 
 @pytest.fixture(scope="session")
@@ -49,22 +67,23 @@ def shared_cache(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, tmp_path, shared_cache, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+def test_notebook_runs_and_its_stored_outputs_are_current(path, tmp_path, shared_cache, monkeypatch):
+    """Executed afresh, the chapter runs without error, draws its figures, and prints what is
+    stored (numbers within 5%, durations free): an edit that changes a result needs
+    `python notebooks/execute.py <chapter>`."""
+    pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    import nbformat
     from nbclient.exceptions import CellExecutionError
 
     monkeypatch.setenv("FACEDET_CACHE", str(shared_cache))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=TIMEOUT_S, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
     start = time.perf_counter()
     try:
-        client.execute()
+        fresh = chapters.execute(path, tmp_path, shared_cache)
     except CellExecutionError as err:
         pytest.fail(f"{path.name}: a cell failed\n{str(err)[-3000:]}", pytrace=False)
     print(f"{path.name}: {time.perf_counter() - start:.1f} s")
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
     assert (tmp_path / "figures").is_dir() and any((tmp_path / "figures").iterdir()), "the notebook drew no figure"
+    stale = chapters.stale_outputs(nbformat.read(path, as_version=4), fresh)
+    assert not stale, (f"{path.name}: stored outputs are stale (python notebooks/execute.py {path.stem}):\n"
+                       + "\n".join(stale[:5]))
