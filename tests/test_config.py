@@ -164,6 +164,7 @@ RUNG_OF_CONFIG = {
     "grid_cnn.yaml": "GridCNNModel", "yolo_face.yaml": "YOLOFaceCNN", "yolov1.yaml": "YOLOFaceTiny",
     "quickstart.yaml": "YOLOFaceTiny", "ssd300_voc.yaml": "SSD300", "ssd300_face.yaml": "SSD300",
     "ssd300_bccd.yaml": "SSD300", "fastai_ssd.yaml": "FastaiSSD", "face_default.yaml": "FaceSSD",
+    "centernet_face.yaml": "CenterNet",
 }
 
 

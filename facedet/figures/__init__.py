@@ -7,5 +7,6 @@
     receptive_field   the receptive-field calculator and its plots
     bce               the seed's binary cross-entropy worked example
     priors            SSD priors at one cell, on a toy grid, and prior matching (rung 5)
+    centernet         heatmap, peaks and boxes: targets or a trained model (rung 7)
     summaries         torchinfo tables of the seed-size models
 """
