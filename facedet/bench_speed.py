@@ -75,6 +75,7 @@ BENCH_MODELS: dict[str, dict] = {
     "ssd300": dict(name="ssd300", image_size=300),
     "fastai_ssd": dict(name="fastai_ssd", image_size=224),
     "face_ssd": dict(name="face_ssd", image_size=320, width=32),
+    "centernet": dict(name="centernet", image_size=320, width=32),
 }
 EVAL_SETTINGS = dict(min_score=0.01, nms_iou=0.45, top_k=200)
 SECTIONS = ("models", "nms", "loader", "latency")

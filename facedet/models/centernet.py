@@ -21,7 +21,7 @@ Read top to bottom:
 Units: the heatmap, size and offset maps have H/4 x W/4 pixels ("cells"); sizes and offsets
 are in cells, boxes leave the post-processor as fractions of the network input, "xyxy".
 What it costs: two objects whose centres fall in the same cell become one peak (one box);
-a face under ~4 px shares its cell with its background; at most `peaks` objects per image.
+the 4-px cells bound how small and how close faces can be; at most `peaks` objects per image.
 """
 from __future__ import annotations
 
