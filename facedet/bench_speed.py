@@ -77,6 +77,7 @@ BENCH_MODELS: dict[str, dict] = {
     "face_ssd": dict(name="face_ssd", image_size=320, width=32),
     "retinanet": dict(name="retinanet", image_size=320, anchor_sizes=[10.0, 20.0, 40.0, 80.0, 160.0],
                       anchor_ratios=[1.2]),  # configs/retinanet_face.yaml's model
+    "centernet": dict(name="centernet", image_size=320, width=32),
 }
 EVAL_SETTINGS = dict(min_score=0.01, nms_iou=0.45, top_k=200)
 SECTIONS = ("models", "nms", "loader", "latency")

@@ -12,6 +12,7 @@ This module is facedet's only home of box geometry. The overlap family shares on
     elementwise_box_ioa  intersection over the first box's area (COCO's crowd regions)
     generalized_box_iou  GIoU of matched pairs (..., 4), (..., 4) -> (...), for box losses
 and greedy NMS has one engine, `greedy_nms_mask`, under `nms` and `batched_nms`.
+`gaussian_radius` is the IoU geometry behind CenterNet's heatmap targets.
 
 Toy example to check by hand: two 2x2 squares side by side, overlapping by one column,
     box_iou(tensor([[0., 0, 2, 2]]), tensor([[1., 0, 3, 2]]))  ->  [[1/3]]
@@ -152,6 +153,39 @@ def decode(offsets: Tensor, priors_cxcywh: Tensor, variances: tuple[float, float
     center = offsets[..., :2] * priors_cxcywh[..., 2:] * v_center + priors_cxcywh[..., :2]
     size = torch.exp(offsets[..., 2:] * v_size) * priors_cxcywh[..., 2:]
     return torch.cat((center, size), dim=-1)
+
+
+def gaussian_radius(width: Tensor, height: Tensor, min_iou: float = 0.7) -> Tensor:
+    """How far a box's corners may move while it keeps IoU >= min_iou with itself (CornerNet).
+
+    width, height (...) box sides (any unit) -> radius r (...) in the same unit. CenterNet
+    (and CornerNet before it) splat a Gaussian of this radius around each object's centre: a
+    peak found within r of the true one still gives a box of IoU >= min_iou, so the loss
+    punishes it less. Three ways the two corners of a w x h box can each move by r:
+
+      1. both the same way (the box slides by (r, r)): inter = (w - r)(h - r) and union =
+         2wh - inter, so IoU >= o  <=>  (1 + o)(w - r)(h - r) >= 2o wh
+                                   <=>  r^2 - (w + h) r + wh (1 - o) / (1 + o) >= 0;
+      2. both inwards (a (w - 2r) x (h - 2r) box inside the true one): IoU = (w - 2r)(h - 2r) / wh
+         >= o  <=>  4 r^2 - 2(w + h) r + wh (1 - o) >= 0;
+      3. both outwards (the true box inside a (w + 2r) x (h + 2r) one): IoU = wh / ((w + 2r)(h + 2r))
+         >= o  <=>  4o r^2 + 2o (w + h) r - wh (1 - o) <= 0.
+
+    Each holds from r = 0 up to the smaller root of its quadratic (the positive one in case 3):
+      r1 = ((w + h) - sqrt((w + h)^2 - 4 wh (1 - o) / (1 + o))) / 2
+      r2 = ((w + h) - sqrt((w + h)^2 - 4 wh (1 - o))) / 4
+      r3 = (-(w + h) + sqrt((w + h)^2 + 4 wh (1 - o) / o)) / 4
+    and the radius is min(r1, r2, r3), about 0.08 x the side of a square at o = 0.7 (case 2
+    binds). The widely copied CornerNet code takes the other root and divides by 2 instead of
+    2a, which gives much larger radii; these are the exact ones. Toy check: a 10 x 10 box at
+    o = 0.7 has r1 = 0.925, r2 = (20 - sqrt(280)) / 4 = 0.817, r3 = 0.976 -> 0.817.
+    """
+    w, h, o = width, height, min_iou
+    s, area = w + h, w * h
+    r1 = (s - torch.sqrt(s * s - 4 * area * (1 - o) / (1 + o))) / 2
+    r2 = (s - torch.sqrt(s * s - 4 * area * (1 - o))) / 4
+    r3 = (torch.sqrt(s * s + 4 * area * (1 - o) / o) - s) / 4
+    return torch.min(torch.min(r1, r2), r3)
 
 
 # Greedy NMS visits boxes in score order, this many at a time: enough that the Python step

@@ -151,6 +151,21 @@ class RetinaNetConfig(ModelConfig):
     max_size: int = 640  # inference: photos whose longer side exceeds this are shrunk to it (0 = never)
 
 
+@dataclass
+class CenterNetConfig(ModelConfig):
+    """Rung 7: CenterNet, objects as points (no anchors, no NMS)."""
+
+    name: str = "centernet"
+    image_size: int = 320  # the square training crop (a multiple of 32); inference runs at any size
+    width: int = 32  # channels at stride 4; the base has 2w, 4w, 8w at strides 8, 16, 32
+    min_iou: float = 0.7  # Gaussian radius: a peak this far off still gives a box of this IoU
+    size_weight: float = 0.1  # the paper's lambda_size (sizes are in stride-4 cells, up to ~80)
+    offset_weight: float = 1.0  # the paper's lambda_off
+    focal_alpha: float = 2.0  # the heatmap focal loss's exponent on p (CornerNet)
+    focal_beta: float = 4.0  # its penalty reduction (1 - Y)^beta near a centre
+    peaks: int = 100  # K: the top-K heatmap peaks decoded per image (at most K objects)
+
+
 # model.name -> the dataclass of that rung's keys
 MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
     "classifier": ClassifierConfig,
@@ -162,6 +177,7 @@ MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
     "fastai_ssd": FastaiSSDConfig,
     "face_ssd": FaceSSDConfig,
     "retinanet": RetinaNetConfig,
+    "centernet": CenterNetConfig,
 }
 
 

@@ -165,6 +165,7 @@ RUNG_OF_CONFIG = {
     "quickstart.yaml": "YOLOFaceTiny", "ssd300_voc.yaml": "SSD300", "ssd300_face.yaml": "SSD300",
     "ssd300_bccd.yaml": "SSD300", "fastai_ssd.yaml": "FastaiSSD", "face_default.yaml": "FaceSSD",
     "retinanet_face.yaml": "RetinaNet", "retinanet_bccd.yaml": "RetinaNet",
+    "centernet_face.yaml": "CenterNet",
 }
 
 

@@ -265,7 +265,7 @@ def test_command_draws_the_library_figures_and_skips_missing_runs(tmp_path, caps
                 "truth_matrix_synthetic.png", "touching_failure.png", "summary_classifier.png",
                 "focal_loss_curves.png", "focal_loss_shares_init.png", "fpn_cell_field.png",
                 "summary_grid_simple.png", "summary_yolo_face.png", "summary_ssd300.png",
-                "receptive_field_yolo_face.png"]
+                "receptive_field_yolo_face.png", "centernet_targets.png"]
     for name in expected:
         assert_png(out / name)
     assert "Total params: 413,743,925" in (out / "summary_yolo_face.txt").read_text()

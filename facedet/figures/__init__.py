@@ -9,5 +9,6 @@
     focal             focal loss vs cross-entropy, and who pays the loss: SSD's mining vs focal (rung 6)
     pyramid           the input pixels one pyramid cell depends on, with and without FPN's top-down path (rung 6)
     priors            SSD priors at one cell, on a toy grid, and prior matching (rung 5)
+    centernet         heatmap, peaks and boxes: targets or a trained model (rung 7)
     summaries         torchinfo tables of the seed-size models
 """

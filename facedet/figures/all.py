@@ -13,7 +13,8 @@ Two kinds of figures:
   as benchmarks/train_ladder.sh writes them): embedding strips, feature maps and framing
   (classifier, classifier32, classifier_tight, classifier_large), sliding-window results
   (classifier), probability grids, 7 x 7 vs 14 x 14 and component boxes (grid7, grid14,
-  grid_cnn), NMS before/after (yolo_face, ssd300_bccd), training charts (every run with a
+  grid_cnn), NMS before/after (yolo_face, ssd300_bccd), heatmap, peaks and boxes
+  (centernet_face), training charts (every run with a
   metrics.csv) and precision-recall curves (every detection run). A missing checkpoint
   skips its figures with a one-line note; the command still succeeds and lists what it skipped.
 
@@ -45,7 +46,7 @@ from facedet.data.loaders import build_datasets, build_loader, load_records
 from facedet.data.synthetic import render_scene
 from facedet.errors import FacedetError
 from facedet.evaluation import evaluate_detections
-from facedet.figures import bce, classifier, detections, focal, grid, priors, pyramid, receptive_field, summaries
+from facedet.figures import bce, centernet, classifier, detections, focal, grid, priors, pyramid, receptive_field, summaries
 from facedet.models import build_model
 from facedet.models.classifier import CNNClassifier
 from facedet.models.grid import GridSimpleCNNModel
@@ -67,8 +68,9 @@ RUNS = {
     "grid_cnn": "grid_cnn probability grids, PR curve",
     "yolo_face": "YOLO-face before/after NMS, PR curve",
     "ssd300_bccd": "SSD300 before/after NMS on blood cells, PR curves",
+    "centernet_face": "CenterNet heatmap, peaks and boxes, PR curve",
 }
-DETECTION_RUNS = ("grid7", "grid14", "grid_cnn", "yolo_face", "ssd300_bccd")
+DETECTION_RUNS = ("grid7", "grid14", "grid_cnn", "yolo_face", "ssd300_bccd", "centernet_face")
 SYNTHETIC_STREAM = 3  # the random stream of the figures' synthetic scenes: not train (0), val (1), demo (2)
 
 
@@ -142,6 +144,7 @@ def library_figures(out: Path, dpi: int = 110) -> list[Path]:
     scene, faces = render_scene(np.random.default_rng([2, SYNTHETIC_STREAM, 0]), 256, min_faces=2, max_faces=3)
     written.append(grid.plot_truth_matrix(scene, faces, 7, out / "truth_matrix_synthetic.png", dpi=photo_dpi))
     written.append(grid.plot_touching_failure(out / "touching_failure.png", dpi=photo_dpi))
+    written.append(centernet.plot_target_example(out / "centernet_targets.png", dpi=photo_dpi))
     return written
 
 
@@ -281,6 +284,16 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
             return lines
         return draw
 
+    def centernet_figures() -> list[str]:
+        detector = load_detector(runs / "centernet_face" / "best.pt", dev)
+        lines = []
+        for photo_name, photo, boxes in photos:
+            maps = centernet.predicted_maps(detector, photo, min_score=0.3)
+            lines.append(str(centernet.plot_heatmap_peaks_boxes(
+                photo, maps, out / f"centernet_face_{photo_name}.png", true_boxes_xyxy=boxes, dpi=pair_dpi,
+                title="centernet_face: predicted heatmap, its peaks scoring >= 0.3, the boxes read there")))
+        return lines
+
     def pr_figure(name: str) -> Callable[[], list[str]]:
         def draw() -> list[str]:
             detector = load_detector(runs / name / "best.pt", dev)
@@ -298,6 +311,8 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
     for name in ("yolo_face", "ssd300_bccd"):
         if name in present:
             attempt(name, nms_figures(name))
+    if "centernet_face" in present:
+        attempt("centernet_face", centernet_figures)
     for name in DETECTION_RUNS:
         if name in present:
             attempt(name, pr_figure(name))
@@ -316,7 +331,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m facedet.figures",
         description="Regenerate every figure of doc_images/: the library's figures (model summaries, receptive "
-                    "field, BCE example, SSD priors and matching, NMS, truth matrix, touching faces) and, for every "
+                    "field, BCE example, SSD priors and matching, NMS, truth matrix, touching faces, CenterNet targets) and, for every "
                     "trained run found under --runs (" + ", ".join(RUNS) + "), its figures and training chart. "
                     "Missing runs are skipped with a note.",
         epilog="Example: python -m facedet.figures --runs runs --data $FACEDET_DATA/faces-caltech --out doc_images",

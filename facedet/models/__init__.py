@@ -10,6 +10,7 @@ from typing import Callable
 from facedet.config import ModelConfig
 
 from facedet.errors import ConfigError
+from facedet.models.centernet import build_centernet
 from facedet.models.classifier import build_classifier
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.models.detector import Detector
@@ -30,6 +31,7 @@ MODELS: dict[str, Callable[..., Detector]] = {
     "fastai_ssd": build_fastai_ssd,  # rung 5 variant: fast.ai head, 189 anchors
     "face_ssd": build_face_ssd,  # rung 5 made small: the shipped default face detector
     "retinanet": build_retinanet,  # rung 6: feature pyramid + focal loss
+    "centernet": build_centernet,  # rung 7: objects as points, no anchors, no NMS
 }
 
 
