@@ -197,7 +197,7 @@ def train_viola_jones(cfg: Config) -> dict[str, float]:
         detections, truths = predict(detector, loader, cfg.eval, desc="validate")
         metrics = evaluate_detections(detections, truths, names, iou_thresholds=cfg.eval.iou_thresholds,
                                       use_07_metric=cfg.eval.use_07_metric, voc_rule=cfg.eval.voc_rule).as_dict()
-    with open(run_dir / "metrics.csv", "w", newline="") as f:
+    with open(run_dir / "stages.csv", "w", newline="") as f:  # not metrics.csv: no epochs, no loss
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)

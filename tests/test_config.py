@@ -95,6 +95,9 @@ def test_every_shipped_config_builds_its_model():
         cfg = load_config(path)
         with torch.device("meta"):  # no memory for the 400M-parameter seed models
             detector = build_model(cfg.model)
+        if cfg.model.name == "viola_jones":  # buffers only, and empty until boosting adds stages
+            assert detector.model.num_stages == 0 and detector.input_policy == "whole", path.name
+            continue
         assert sum(p.numel() for p in detector.model.parameters()) > 0, path.name
 
 
@@ -164,6 +167,7 @@ RUNG_OF_CONFIG = {
     "grid_cnn.yaml": "GridCNNModel", "yolo_face.yaml": "YOLOFaceCNN", "yolov1.yaml": "YOLOFaceTiny",
     "quickstart.yaml": "YOLOFaceTiny", "ssd300_voc.yaml": "SSD300", "ssd300_face.yaml": "SSD300",
     "ssd300_bccd.yaml": "SSD300", "fastai_ssd.yaml": "FastaiSSD", "face_default.yaml": "FaceSSD",
+    "viola_jones.yaml": "ViolaJonesCascade",
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-CHAPTERS = ["00_boxes", "01_classifier", "02_sliding_window", "03_grid", "04_yolo_face", "05_ssd300"]
+CHAPTERS = ["00_boxes", "01_classifier", "02_sliding_window", "03_grid", "04_yolo_face", "05_ssd300", "06_viola_jones"]
 TIMEOUT_S = 300  # per cell; a notebook takes about a minute on 2 CPU cores
 
 

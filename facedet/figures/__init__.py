@@ -8,4 +8,5 @@
     bce               the seed's binary cross-entropy worked example
     priors            SSD priors at one cell, on a toy grid, and prior matching (rung 5)
     summaries         torchinfo tables of the seed-size models
+    viola_jones       integral image, Haar feature types, first features, rejection per stage (rung 0)
 """

@@ -457,16 +457,17 @@ def _area(rects: Tensor) -> Tensor:
 
 
 def viola_jones_postprocess(outputs: tuple[Tensor, Tensor], min_score: float = 0.5, nms_iou: float = 0.3,
-                            top_k: int = 100) -> list[dict[str, Tensor]]:
+                            top_k: int = 100, max_contained: float | None = 0.8) -> list[dict[str, Tensor]]:
     """The cascade's windows -> detections: the sliding window's merge (NMS from facedet.boxes
-    across all sizes, then windows nested in a better one dropped). Padding scores -1 never pass.
+    across all sizes, then windows nested in a better one dropped unless max_contained is None).
+    Padding scores -1 never pass.
 
     outputs: (boxes (B, P, 4) "xyxy" fractional, scores (B, P)). Returns per image
     {"boxes": (K, 4) "xyxy" fractional, "scores": (K,), "labels": (K,) zeros}, K <= top_k.
     """
     boxes, scores = outputs
     return sliding_window_postprocess((boxes, scores), min_score=max(min_score, 0.0), nms_iou=nms_iou,
-                                      top_k=top_k)
+                                      top_k=top_k, max_contained=max_contained)
 
 
 class NotDifferentiable(nn.Module):
