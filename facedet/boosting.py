@@ -125,6 +125,40 @@ def bootstrap_negatives(cascade: ViolaJonesCascade, photos: list[Tensor], count:
     return (torch.cat(found) if found else torch.zeros(0, window, window, dtype=torch.int64)), scanned
 
 
+def boost_stage(k: int, cascade: ViolaJonesCascade, photos: list[Tensor], features: HaarFeatures,
+                face_values: Tensor, target: int, cfg: Config,
+                generator: torch.Generator) -> tuple[Tensor, dict] | None:
+    """Stage k: mine `target` negatives with the cascade so far, boost a stage on them and the
+    faces still in play, append it to `cascade`. Returns (the face values the stage keeps,
+    its row for stages.csv), or None when the face-free photos hold too few false positives."""
+    m: ViolaJonesConfig = cfg.model
+    negatives, scanned = bootstrap_negatives(cascade, photos, target, m.negatives_per_photo, generator)
+    if len(negatives) < MIN_NEGATIVES:
+        print(f"stage {k + 1}: only {len(negatives)} false positives left in {scanned:,} windows of the "
+              "face-free photos; the cascade is done")
+        return None
+    values = torch.cat([face_values, feature_values(negatives, features)])
+    labels = torch.cat([torch.ones(len(face_values), dtype=torch.bool), torch.zeros(len(negatives), dtype=torch.bool)])
+    search = StumpSearch(values, labels)
+    bar = tqdm(total=m.max_stumps_per_stage, desc=f"stage {k + 1}/{m.stages}", dynamic_ncols=True, mininterval=1.0)
+
+    def report(rounds: int, detected: float, false_positives: float) -> None:
+        bar.update(1)
+        bar.set_postfix(faces=f"{detected:.3f}", false_pos=f"{false_positives:.3f}", refresh=False)
+
+    stage = train_stage(search, m.detection_rate, m.false_positive_rate, m.max_stumps_per_stage, report)
+    bar.close()
+    cascade.add_stage(stage, features)
+    row = {"stage": k + 1, "stumps": len(stage.stumps), "faces": len(face_values), "negatives": len(negatives),
+           "windows_scanned": scanned, "detection_rate": round(stage.detection_rate, 4),
+           "false_positive_rate": round(stage.false_positive_rate, 4)}
+    tqdm.write(f"stage {k + 1}: {row['stumps']} stumps, faces kept {row['detection_rate']:.3f}, "
+               f"false positives {row['false_positive_rate']:.3f} of {len(negatives)} negatives "
+               f"(mined from {scanned:,} windows)")
+    # faces this stage rejects are lost for good: later stages never see them (the paper's cascade)
+    return face_values[stage.accepts(face_values)], row
+
+
 def train_viola_jones(cfg: Config) -> dict[str, float]:
     """Train the cascade of `cfg` (model.name viola_jones); write runs/<name>/best.pt; return
     the validation metrics (empty when train.val_every is 0)."""
@@ -154,36 +188,23 @@ def train_viola_jones(cfg: Config) -> dict[str, float]:
     cascade.box_aspect.fill_(aspect)
     face_values = feature_values(faces, features)                                # (P, F), computed once
     target = m.negatives or len(faces)
-    history = []
+    history: list[dict] = []
+    interrupted = False
     for k in range(m.stages):
-        negatives, scanned = bootstrap_negatives(cascade, photos, target, m.negatives_per_photo, generator)
-        if len(negatives) < MIN_NEGATIVES:
-            print(f"stage {k + 1}: only {len(negatives)} false positives left in {scanned:,} windows of the "
-                  "face-free photos; the cascade is done")
+        if m.time_limit_min and time.perf_counter() - start > 60 * m.time_limit_min:
+            print(f"time limit of {m.time_limit_min:g} min reached after {k} stages (model.time_limit_min)")
             break
-        values = torch.cat([face_values, feature_values(negatives, features)])
-        labels = torch.cat([torch.ones(len(face_values), dtype=torch.bool), torch.zeros(len(negatives), dtype=torch.bool)])
-        search = StumpSearch(values, labels)
-        bar = tqdm(total=m.max_stumps_per_stage, desc=f"stage {k + 1}/{m.stages}", dynamic_ncols=True, mininterval=1.0)
-
-        def report(rounds: int, detected: float, false_positives: float) -> None:
-            bar.update(1)
-            bar.set_postfix(faces=f"{detected:.3f}", false_pos=f"{false_positives:.3f}", refresh=False)
-
-        stage = train_stage(search, m.detection_rate, m.false_positive_rate, m.max_stumps_per_stage, report)
-        bar.close()
-        cascade.add_stage(stage, features)
-        kept = stage.accepts(face_values)
-        face_values = face_values[kept]  # faces this stage rejects are lost for good: later stages skip them
-        row = {"stage": k + 1, "stumps": len(stage.stumps), "faces": int(labels.sum()), "negatives": len(negatives),
-               "windows_scanned": scanned, "detection_rate": round(stage.detection_rate, 4),
-               "false_positive_rate": round(stage.false_positive_rate, 4),
-               "train_time_s": round(time.perf_counter() - start, 1)}
-        history.append(row)
-        tqdm.write(f"stage {k + 1}: {row['stumps']} stumps, faces kept {row['detection_rate']:.3f}, "
-                   f"false positives {row['false_positive_rate']:.3f} of {len(negatives)} negatives "
-                   f"(mined from {scanned:,} windows)")
-        # after every stage: a stopped run (Ctrl-C, a time limit) keeps the cascade so far
+        try:
+            result = boost_stage(k, cascade, photos, features, face_values, target, cfg, generator)
+        except KeyboardInterrupt:  # Ctrl-C: keep the stages done so far, like the gradient trainer
+            interrupted = True
+            print(f"\ninterrupted during stage {k + 1}: keeping {cascade.num_stages} stages")
+            break
+        if result is None:
+            break
+        face_values, row = result
+        history.append({**row, "train_time_s": round(time.perf_counter() - start, 1)})
+        # after every stage: a stopped run (Ctrl-C, a kill) keeps the cascade so far
         save_cascade(run_dir / "best.pt", cascade, cfg, names, history, time.perf_counter() - start, {})
     train_time = time.perf_counter() - start
     if not cascade.num_stages:
@@ -191,7 +212,7 @@ def train_viola_jones(cfg: Config) -> dict[str, float]:
 
     detector.config, detector.class_names = cfg, list(names)
     metrics: dict[str, float] = {}
-    if cfg.train.val_every > 0 and val_records:
+    if cfg.train.val_every > 0 and val_records and not interrupted:
         loader = torch.utils.data.DataLoader(DetectionDataset(val_records), batch_size=1, num_workers=0,
                                              collate_fn=collate_photos)
         detections, truths = predict(detector, loader, cfg.eval, desc="validate")

@@ -125,14 +125,15 @@ class ViolaJonesConfig(ModelConfig):
     # Haar features start every this many pixels and their cells grow by it: 3 gives 2,920
     # features (2: 12,372; 1: all 162,336); each AdaBoost round sweeps all of them over every example
     feature_stride: int = 3
-    stages: int = 20  # the most cascade stages (training also stops when the negatives run out)
+    stages: int = 15  # the most cascade stages (training also stops when the negatives run out)
     detection_rate: float = 0.995  # each stage keeps at least this share of its training faces
     false_positive_rate: float = 0.5  # each stage lets through at most this share of its non-faces
-    max_stumps_per_stage: int = 60  # AdaBoost rounds a stage may take to reach false_positive_rate
-    max_faces: int = 2000  # face crops used (mirrored copies added on top); 0 = all
+    max_stumps_per_stage: int = 50  # AdaBoost rounds a stage may take to reach false_positive_rate
+    max_faces: int = 1500  # face crops used (mirrored copies added on top); 0 = all
     negatives: int = 0  # non-face windows per stage; 0 = as many as the face crops
     negatives_per_photo: int = 40  # at most this many of a stage's negatives from one face-free photo
     flip: bool = True  # add every face crop mirrored left-right
+    time_limit_min: float = 0.0  # start no new stage after this many minutes of training; 0 = no limit
     scale_factor: float = 1.25  # the scan's window grows by this per level (the paper's 1.25)
     scan_step: float = 1.5  # window step in pixels at the 24-px level, scaled with the window (paper: 1.0-1.5)
     min_window: int = 24  # smallest window scanned, pixels of the photo
@@ -316,7 +317,8 @@ def _validate_viola_jones(m: ViolaJonesConfig) -> None:
     for key, value in at_least_one.items():
         if value < 1:
             raise ConfigError(f"'model.{key}' is {value!r}; expected a whole number >= 1")
-    for key, value in {"max_faces": m.max_faces, "negatives": m.negatives, "max_window": m.max_window}.items():
+    for key, value in {"max_faces": m.max_faces, "negatives": m.negatives, "max_window": m.max_window,
+                       "time_limit_min": m.time_limit_min}.items():
         if value < 0:
             raise ConfigError(f"'model.{key}' is {value!r}; expected 0 (no limit / automatic) or more")
     if m.image_size < 8:

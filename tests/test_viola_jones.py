@@ -20,7 +20,15 @@ from facedet.models.haar_features import (
     integral_image,
     rectangle_sums,
 )
-from facedet.models.viola_jones import Stage, Stump, StumpSearch, ViolaJonesCascade, grey_levels, train_stage
+from facedet.models.viola_jones import (
+    Stage,
+    Stump,
+    StumpSearch,
+    ViolaJonesCascade,
+    grey_levels,
+    train_stage,
+    window_support,
+)
 
 # --------------------------------------------------------------------------- integral images
 
@@ -214,8 +222,19 @@ def test_the_scan_finds_a_planted_pattern_at_its_scale_and_place():
     detector = build_model(model_config("viola_jones", min_window=24, scan_step=1.0))
     detector.model = cascade
     photo = (grey.float() / 255).expand(3, -1, -1)
-    found = detector(photo)
+    found = detector(photo, min_score=0.1)  # few windows agree on a pattern this exact: low support
     assert len(found) == 1 and box_iou(found.boxes, planted).item() > 0.85
+
+
+def test_windows_that_overlap_support_each_other():
+    lone = torch.tensor([[100.0, 100, 124, 124]])
+    cluster = torch.tensor([[0.0, 0, 24, 24], [1, 0, 25, 24], [0, 1, 24, 25], [1, 1, 25, 25]])
+    boxes = torch.cat([lone, cluster])
+    scores = torch.full((5,), 0.75)
+    rescored = window_support(boxes, scores)
+    assert rescored[0].item() == pytest.approx(0.75 * (1 - math.exp(-0.25)))  # only itself
+    assert rescored[1].item() == pytest.approx(0.75 * (1 - math.exp(-1.0)))  # four windows of margin 0.25
+    assert (rescored[1:] > rescored[0]).all() and (rescored < scores).all()
 
 
 def test_scan_scales_the_features_not_the_image():

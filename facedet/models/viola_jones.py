@@ -23,6 +23,7 @@ Reading order:
     Stump, StumpSearch      the best decision stump of every feature, for any example weights
     train_stage             AdaBoost until a stage meets its target rates
     ViolaJonesCascade       the trained cascade as an nn.Module (buffers, no parameters): scan
+    window_support          a window's score: how many overlapping windows agree with it
     viola_jones_postprocess detections -> NMS (boxes.batched_nms) -> top_k
     build_viola_jones       the Detector
 The training loop (bootstrapped negatives, checkpoints) is facedet/boosting.py.
@@ -32,10 +33,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from facedet.boxes import box_iou
 from facedet.config import ViolaJonesConfig
 from facedet.errors import FacedetError
 from facedet.models.detector import Detector
@@ -50,6 +53,9 @@ MAX_GATHER = 1 << 22
 # image (~1 ns per look-up) while more than 1 window in this many survives; after that it
 # gathers only the survivors' look-ups (~15 ns each, but far fewer of them)
 DENSE_FRACTION = 6
+# Detections are scored by how many overlapping windows agree (window_support): windows
+# overlapping at least this much vote for each other
+SUPPORT_IOU = 0.5
 
 
 def grey_levels(images: Tensor) -> Tensor:
@@ -202,6 +208,18 @@ def train_stage(search: StumpSearch, detection_rate: float, false_positive_rate:
 # --------------------------------------------------------------------------- the cascade
 
 
+class StageParameters(NamedTuple):
+    """One stage of a cascade, ready for the scan: stumps start:end, in float64."""
+
+    start: int
+    end: int
+    weighted_area: Tensor  # (J,) sum_r w_r area_r of each stump's feature
+    polarities: Tensor  # (J,)
+    thresholds: Tensor  # (J,)
+    alphas: Tensor  # (J,)
+    threshold: float  # the stage's
+
+
 class ViolaJonesCascade(nn.Module):
     """A trained cascade as a module: its numbers are buffers (saved in the state_dict, moved by
     .to()), there is nothing to differentiate.
@@ -315,46 +333,54 @@ class ViolaJonesCascade(nn.Module):
         signs = torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)
         return corner_y, corner_x, (coefficients[..., None] * signs).reshape(len(scaled), 16)
 
-    def _stage_range(self, stage: int) -> tuple[int, int]:
-        """Stumps start:end of a stage."""
-        return (0 if stage == 0 else int(self.stage_ends[stage - 1])), int(self.stage_ends[stage])
+    def stage_parameters(self) -> list[StageParameters]:
+        """Each stage's stumps in float64, gathered once per scan instead of once per scale."""
+        weighted_area = (self.rect_weights.double() * _area(self.rects)).sum(-1)     # (S,)
+        starts = [0] + self.stage_ends[:-1].tolist()
+        return [StageParameters(start, end, weighted_area[start:end], self.polarities[start:end].double(),
+                                self.thresholds[start:end].double(), self.alphas[start:end].double(),
+                                float(self.stage_thresholds[k]))
+                for k, (start, end) in enumerate(zip(starts, self.stage_ends.tolist()))]
 
-    def _stage_total(self, features: Tensor, mean: Tensor, std: Tensor, stage: int) -> Tensor:
-        """Raw feature sums (..., J) of stage `stage` -> its sum of alpha * [stump says face] (...)."""
-        start, end = self._stage_range(stage)
-        weighted_area = (self.rect_weights.double() * _area(self.rects))[start:end].sum(-1)  # (J,)
-        values = (features - mean[..., None] * weighted_area) / std[..., None]    # variance-normalised
-        polarity = self.polarities[start:end].double()
-        says_face = polarity * values > polarity * self.thresholds[start:end].double()
-        return (says_face.double() * self.alphas[start:end]).sum(-1)
+    @staticmethod
+    def _stage_total(features: Tensor, mean: Tensor, std: Tensor, stage: StageParameters) -> Tensor:
+        """Raw feature sums (..., J) of one stage -> its sum of alpha * [stump says face] (...)."""
+        values = (features - mean[..., None] * stage.weighted_area) / std[..., None]   # variance-normalised
+        says_face = stage.polarities * values > stage.polarities * stage.thresholds
+        return (says_face.double() * stage.alphas).sum(-1)
 
     def dense_stage_scores(self, ii: Tensor, grid: tuple[int, int, int, int], mean: Tensor, std: Tensor,
-                           corners: tuple[Tensor, Tensor, Tensor], stage: int) -> Tensor:
+                           corners: tuple[Tensor, Tensor, Tensor], stage: StageParameters) -> Tensor:
         """A stage on EVERY window of one scale: mean, std (rows, cols) -> (rows, cols) float64.
 
         Windows lie on a regular grid, so the look-up of one corner for all of them is a
         strided slice of the integral image (a view, no index arithmetic): the fast path for
-        the first stage, which sees every window.
+        the first stages, which see most windows. Corners shared by two adjacent rectangles
+        are looked up once.
         """
         side, step, rows, cols = grid
-        start, end = self._stage_range(stage)
-        corner_y, corner_x, corner_w = (c[start:end] for c in corners)
-        features = torch.zeros(end - start, rows, cols, dtype=torch.float64)          # (J, rows, cols)
-        for j in range(end - start):
-            for y, x, w in zip(corner_y[j].tolist(), corner_x[j].tolist(), corner_w[j].tolist()):
+        corner_y, corner_x, corner_w = (c[stage.start:stage.end].tolist() for c in corners)
+        features = torch.zeros(stage.end - stage.start, rows, cols, dtype=torch.float64)  # (J, rows, cols)
+        for j in range(stage.end - stage.start):
+            merged: dict[tuple[int, int], float] = {}
+            for y, x, w in zip(corner_y[j], corner_x[j], corner_w[j]):
+                merged[y, x] = merged.get((y, x), 0.0) + w
+            for (y, x), w in merged.items():
                 if w:
                     features[j].add_(ii[y: y + (rows - 1) * step + 1: step, x: x + (cols - 1) * step + 1: step], alpha=w)
-        return self._stage_total(features.permute(1, 2, 0), mean, std, stage)
+        # as _stage_total, with the stumps on the first axis: every operation runs on contiguous maps
+        values = (features - stage.weighted_area[:, None, None] * mean) / std               # (J, rows, cols)
+        says_face = stage.polarities[:, None, None] * values > (stage.polarities * stage.thresholds)[:, None, None]
+        return (says_face.double() * stage.alphas[:, None, None]).sum(0)
 
     def stage_scores(self, ii: Tensor, windows: Tensor, mean: Tensor, std: Tensor,
-                     corners: tuple[Tensor, Tensor, Tensor], stage: int) -> Tensor:
+                     corners: tuple[Tensor, Tensor, Tensor], stage: StageParameters) -> Tensor:
         """A stage on some windows (the survivors of the stages before): (N,) float64.
 
         ii (H+1, W+1) float64; windows (N, 4) "xyxy"; mean, std (N,); corners from `scaled_stumps`.
         Gathers (N, J, 16) integral-image values, at most MAX_GATHER at a time.
         """
-        start, end = self._stage_range(stage)
-        corner_y, corner_x, corner_w = (c[start:end] for c in corners)
+        corner_y, corner_x, corner_w = (c[stage.start:stage.end] for c in corners)
         row = ii.shape[1]
         offsets = corner_y * row + corner_x                                        # (J, 16)
         base = windows[:, 1] * row + windows[:, 0]                                 # (N,)
@@ -386,6 +412,7 @@ class ViolaJonesCascade(nn.Module):
         ii_squared = integral_image(grey.long() ** 2).double()
         found, scores = [], []
         counts = [0] * (stages + 1)
+        parameters = self.stage_parameters()
         for scale in self.scales(height, width):
             grid = self.grid(height, width, scale)
             side, step, rows, cols = grid
@@ -399,8 +426,8 @@ class ViolaJonesCascade(nn.Module):
                 if dense:
                     counts[k] += int(alive.sum())
                     total = self.dense_stage_scores(ii, grid, mean.view(rows, cols), std.view(rows, cols),
-                                                    corners, k).reshape(-1)
-                    alive &= total >= self.stage_thresholds[k]
+                                                    corners, parameters[k]).reshape(-1)
+                    alive &= total >= parameters[k].threshold
                     # once fewer than 1 window in DENSE_FRACTION survives, look up only the survivors
                     dense = k + 1 < stages and int(alive.sum()) * DENSE_FRACTION >= len(alive)
                     if not dense:
@@ -408,13 +435,13 @@ class ViolaJonesCascade(nn.Module):
                     keep = None
                 else:
                     counts[k] += len(windows)
-                    total = self.stage_scores(ii, windows, mean, std, corners, k)
-                    keep = total >= self.stage_thresholds[k]
+                    total = self.stage_scores(ii, windows, mean, std, corners, parameters[k])
+                    keep = total >= parameters[k].threshold
                     windows, mean, std, total = windows[keep], mean[keep], std[keep], total[keep]
-                start, end = self._stage_range(k)
-                span = float(self.alphas[start:end].sum() - self.stage_thresholds[k])
+                stage = parameters[k]
+                span = float(stage.alphas.sum()) - stage.threshold
                 # span 0: the stage passes only windows where every stump says face; all score 1
-                margin = 0.5 + 0.5 * ((total - self.stage_thresholds[k]) / span).clamp(0, 1) if span > 0 \
+                margin = 0.5 + 0.5 * ((total - stage.threshold) / span).clamp(0, 1) if span > 0 \
                     else torch.ones_like(total)
                 if not len(windows):
                     break
@@ -456,17 +483,41 @@ def _area(rects: Tensor) -> Tensor:
     return ((rects[..., 2] - rects[..., 0]) * (rects[..., 3] - rects[..., 1])).double()
 
 
+def window_support(boxes: Tensor, scores: Tensor, chunk: int = 1024) -> Tensor:
+    """Rescore the cascade's windows by how many overlapping windows agree: (P, 4) "xyxy" and
+    (P,) scores in [0.5, 1] -> (P,) in [0, 1).
+
+    A face lights up many overlapping windows (neighbouring positions and sizes), a false
+    positive usually few: the paper merges overlapping detections, OpenCV keeps a group only
+    with min_neighbors = 3 raw hits. Here a window's support is the sum of the margins
+    (score - 0.5) of the windows overlapping it with IoU >= SUPPORT_IOU, itself included, and
+    its new score is its own score times 1 - exp(-support): a lone window of score 0.75 gets
+    0.75 x 0.22 = 0.17, four overlapping ones of 0.75 get 0.75 x 0.63 = 0.47. (On 80 faces-caltech
+    validation photos this raised AP50 from 0.42, own score alone, to 0.55.)
+    IoU (facedet.boxes) in chunks of rows: at most chunk x P values at once.
+    """
+    support = torch.empty(len(boxes), dtype=torch.float32, device=boxes.device)
+    for start in range(0, len(boxes), chunk):
+        overlapping = box_iou(boxes[start:start + chunk], boxes) >= SUPPORT_IOU             # (c, P)
+        support[start:start + chunk] = (overlapping.float() * (scores - 0.5)).sum(1)
+    return scores * (1 - torch.exp(-support))
+
+
 def viola_jones_postprocess(outputs: tuple[Tensor, Tensor], min_score: float = 0.5, nms_iou: float = 0.3,
                             top_k: int = 100, max_contained: float | None = 0.8) -> list[dict[str, Tensor]]:
-    """The cascade's windows -> detections: the sliding window's merge (NMS from facedet.boxes
-    across all sizes, then windows nested in a better one dropped unless max_contained is None).
-    Padding scores -1 never pass.
+    """The cascade's windows -> detections: each window scored by its support (`window_support`),
+    then the sliding window's merge (NMS from facedet.boxes across all sizes, then windows nested
+    in a better one dropped unless max_contained is None). Padding (score -1) never passes.
 
     outputs: (boxes (B, P, 4) "xyxy" fractional, scores (B, P)). Returns per image
     {"boxes": (K, 4) "xyxy" fractional, "scores": (K,), "labels": (K,) zeros}, K <= top_k.
     """
     boxes, scores = outputs
-    return sliding_window_postprocess((boxes, scores), min_score=max(min_score, 0.0), nms_iou=nms_iou,
+    supported = torch.full_like(scores, -1.0)
+    for b in range(len(scores)):
+        real = scores[b] >= 0
+        supported[b, real] = window_support(boxes[b, real], scores[b, real])
+    return sliding_window_postprocess((boxes, supported), min_score=max(min_score, 0.0), nms_iou=nms_iou,
                                       top_k=top_k, max_contained=max_contained)
 
 
