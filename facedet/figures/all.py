@@ -298,11 +298,11 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
         lines.append(str(viola_jones.plot_rejection_per_stage(counts, out / "viola_jones_rejection.png",
                                                               cascade.stage_sizes, dpi=dpi)))
         for photo_name, photo, boxes in photos:
-            before, after = detections.nms_before_after(detector, photo, min_score=0.5, nms_iou=0.3)
+            before, after = detections.nms_before_after(detector, photo, min_score=0.2, nms_iou=0.3)
             lines.append(str(detections.plot_before_after(
                 photo, before, after, out / f"viola_jones_{photo_name}.png", true_boxes_xyxy=boxes, dpi=pair_dpi,
-                title=f"Viola-Jones: {cascade.num_stages} stages, {len(cascade.thresholds)} stumps; "
-                      "windows passing every stage, then NMS at IoU 0.3")))
+                title=f"Viola-Jones: {cascade.num_stages} stages, {len(cascade.thresholds)} stumps; windows passing "
+                      "every stage and supported by their neighbours (score >= 0.2), then NMS at IoU 0.3")))
         return lines
 
     if "viola_jones" in present:
