@@ -4,7 +4,7 @@
 #
 #   FACEDET_DATA=/path/to/data bash benchmarks/train_ladder.sh [rung ...]
 #
-# Rungs: classifier yolo_face grid7 grid14 ssd300_bccd classifier_tight classifier_large
+# Rungs: viola_jones classifier yolo_face grid7 grid14 ssd300_bccd classifier_tight classifier_large
 # classifier32 grid_cnn retinanet_face retinanet_bccd centernet_face (default: all, in that order).
 # Each run writes runs/<rung>/; when it ends, best.pt loses its optimizer state and last.pt is deleted
 # (a 413M-parameter model with Adam's moments is 5 GB per checkpoint; the weights alone are 1.7 GB).
@@ -30,10 +30,13 @@ run() {  # run NAME CONFIG OVERRIDES...
 }
 
 rungs=("$@")
-[ ${#rungs[@]} -gt 0 ] || rungs=(classifier yolo_face grid7 grid14 ssd300_bccd classifier_tight classifier_large classifier32 grid_cnn
-                                 retinanet_face retinanet_bccd centernet_face)
+[ ${#rungs[@]} -gt 0 ] || rungs=(viola_jones classifier yolo_face grid7 grid14 ssd300_bccd classifier_tight classifier_large
+                                 classifier32 grid_cnn retinanet_face retinanet_bccd centernet_face)
 for rung in "${rungs[@]}"; do
   case $rung in
+    # rung 0, boosted, not trained by gradient descent (facedet/boosting.py): one thread, no new
+    # stage after 12 minutes (about 10 of the 15 stages on a shared 2-core CPU); the benchmark scores it
+    viola_jones)      OMP_NUM_THREADS=1 run viola_jones viola_jones.yaml "${CROPS[@]}" model.time_limit_min=12 train.val_every=0 ;;
     # the benchmark's classifier is best.pt after epoch 1 of this 3-epoch run (val AUC 0.997 on
     # crops); the run was stopped there to leave the CPU to the detectors
     classifier)       run classifier classifier.yaml "${CROPS[@]}" data.framing=both train.epochs=3 ;;

@@ -53,6 +53,7 @@ from facedet.predict import predict
 
 # (label, run name) in ladder order: runs/<name>/best.pt
 LADDER = (
+    ("0 Viola-Jones (facedet)", "viola_jones"),  # the classic cascade, boosted by facedet itself
     ("2 sliding window", "classifier"),
     ("3 grid 7x7", "grid7"),
     ("3 grid 14x14", "grid14"),
@@ -225,7 +226,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-haar", action="store_true", help="leave out OpenCV's Haar cascade")
     parser.add_argument("--max-images", type=int, default=0, help="score the first N photos only (0 = all)")
     parser.add_argument("--window-max-images", type=int, default=0,
-                        help="the sliding window (seconds per photo) scores only the first N of the photos (0 = all)")
+                        help="detectors that scan the photo themselves (the sliding window, seconds per photo; "
+                        "Viola-Jones) score only the first N of the photos (0 = all)")
     parser.add_argument("--timing-images", type=int, default=20, help="photos timed per detector (default 20)")
     parser.add_argument("--batch-size", type=int, default=16, help="batch for scoring fixed-size models")
     parser.add_argument("--workers", type=int, default=2, help="data-loading workers")

@@ -166,6 +166,30 @@ class CenterNetConfig(ModelConfig):
     peaks: int = 100  # K: the top-K heatmap peaks decoded per image (at most K objects)
 
 
+@dataclass
+class ViolaJonesConfig(ModelConfig):
+    """Rung 0: Viola-Jones (seed 001), Haar features + AdaBoost + cascade, trained by facedet/boosting.py."""
+
+    name: str = "viola_jones"
+    image_size: int = 24  # the paper's detection window (and training crop) side, pixels
+    # Haar features start every this many pixels and their cells grow by it: 3 gives 2,920
+    # features (2: 12,372; 1: all 162,336); each AdaBoost round sweeps all of them over every example
+    feature_stride: int = 3
+    stages: int = 15  # the most cascade stages (training also stops when the negatives run out)
+    detection_rate: float = 0.995  # each stage keeps at least this share of its training faces
+    false_positive_rate: float = 0.5  # each stage lets through at most this share of its non-faces
+    max_stumps_per_stage: int = 50  # AdaBoost rounds a stage may take to reach false_positive_rate
+    max_faces: int = 1500  # face crops used (mirrored copies added on top); 0 = all
+    negatives: int = 0  # non-face windows per stage; 0 = as many as the face crops
+    negatives_per_photo: int = 40  # at most this many of a stage's negatives from one face-free photo
+    flip: bool = True  # add every face crop mirrored left-right
+    time_limit_min: float = 0.0  # start no new stage after this many minutes of training; 0 = no limit
+    scale_factor: float = 1.25  # the scan's window grows by this per level (the paper's 1.25)
+    scan_step: float = 1.5  # window step in pixels at the 24-px level, scaled with the window (paper: 1.0-1.5)
+    min_window: int = 24  # smallest window scanned, pixels of the photo
+    max_window: int = 0  # largest window scanned; 0 = the photo's shorter side
+
+
 # model.name -> the dataclass of that rung's keys
 MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
     "classifier": ClassifierConfig,
@@ -178,6 +202,7 @@ MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
     "face_ssd": FaceSSDConfig,
     "retinanet": RetinaNetConfig,
     "centernet": CenterNetConfig,
+    "viola_jones": ViolaJonesConfig,
 }
 
 
@@ -340,8 +365,36 @@ def validate(cfg: Config) -> None:
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"'data.val_fraction' is {cfg.data.val_fraction!r}; expected a fraction between 0 and 1 "
                           "(exclusive), e.g. 0.1 to hold out 10% of the images for validation")
+    if isinstance(cfg.model, ViolaJonesConfig):
+        _validate_viola_jones(cfg.model)
     if cfg.train.schedule == "step" and cfg.train.step_size <= 0:
         raise ConfigError("'train.schedule' is 'step' but 'train.step_size' is not set (> 0 iterations)")
+
+
+def _validate_viola_jones(m: ViolaJonesConfig) -> None:
+    """Refuse cascade settings no training or scan could use, naming the key."""
+    rates = {"detection_rate": m.detection_rate, "false_positive_rate": m.false_positive_rate}
+    for key, value in rates.items():
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"'model.{key}' is {value!r}; expected a rate strictly between 0 and 1")
+    at_least_one = {"feature_stride": m.feature_stride, "stages": m.stages,
+                    "max_stumps_per_stage": m.max_stumps_per_stage, "negatives_per_photo": m.negatives_per_photo}
+    for key, value in at_least_one.items():
+        if value < 1:
+            raise ConfigError(f"'model.{key}' is {value!r}; expected a whole number >= 1")
+    for key, value in {"max_faces": m.max_faces, "negatives": m.negatives, "max_window": m.max_window,
+                       "time_limit_min": m.time_limit_min}.items():
+        if value < 0:
+            raise ConfigError(f"'model.{key}' is {value!r}; expected 0 (no limit / automatic) or more")
+    if m.image_size < 8:
+        raise ConfigError(f"'model.image_size' is {m.image_size}; the Viola-Jones window needs >= 8 pixels (paper: 24)")
+    if m.scale_factor <= 1.0:
+        raise ConfigError(f"'model.scale_factor' is {m.scale_factor!r}; expected > 1 (the paper's 1.25)")
+    if m.scan_step <= 0:
+        raise ConfigError(f"'model.scan_step' is {m.scan_step!r}; expected a positive number of pixels")
+    if m.min_window < m.image_size:
+        raise ConfigError(f"'model.min_window' is {m.min_window}; expected at least model.image_size "
+                          f"({m.image_size}): features are scaled up, never down")
 
 
 def from_dict(data: dict[str, Any], source: str = "config", lenient_model: bool = False) -> Config:

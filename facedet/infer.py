@@ -67,7 +67,7 @@ def describe(detector: Detector, min_score: float | None) -> str:
         why = "default; this checkpoint stores no calibrated threshold"
     score = detector.min_score if min_score is None else min_score
     how = {"fixed": f"input {detector.image_size}x{detector.image_size}",
-           "whole": "sliding window over the whole photo",
+           "whole": "scans the whole photo itself, window by window",
            "scalable": f"photos at their own size up to {detector.max_size} px" if detector.max_size
            else "photos at their own size"}[detector.input_policy]
     return f"checkpoint {detector.source} ({detector.config.model.name}, {how}); min score {score:g} ({why})"

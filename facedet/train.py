@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from facedet import distributed as dist
+from facedet.boosting import train_viola_jones
 from facedet.cli import run_cli, seed_everything, select_device
 from facedet.config import CONFIGS_DIR, Config, load_config, save_config, to_dict
 from facedet.data.dataset import collate, collate_photos
@@ -44,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def train(cfg: Config) -> dict[str, float]:
     """Build model, data and trainer from `cfg`; train; return the last validation metrics."""
+    if cfg.model.name == "viola_jones":  # rung 0 is boosted, not trained by gradient descent
+        seed_everything(cfg.train.seed)
+        return train_viola_jones(cfg)
     device = dist.setup(select_device(cfg.train.device))
     seed_everything(cfg.train.seed)
     resolve_num_classes(cfg)

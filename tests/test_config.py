@@ -95,6 +95,9 @@ def test_every_shipped_config_builds_its_model():
         cfg = load_config(path)
         with torch.device("meta"):  # no memory for the 400M-parameter seed models
             detector = build_model(cfg.model)
+        if cfg.model.name == "viola_jones":  # buffers only, and empty until boosting adds stages
+            assert detector.model.num_stages == 0 and detector.input_policy == "whole", path.name
+            continue
         assert sum(p.numel() for p in detector.model.parameters()) > 0, path.name
 
 
@@ -166,6 +169,7 @@ RUNG_OF_CONFIG = {
     "ssd300_bccd.yaml": "SSD300", "fastai_ssd.yaml": "FastaiSSD", "face_default.yaml": "FaceSSD",
     "retinanet_face.yaml": "RetinaNet", "retinanet_bccd.yaml": "RetinaNet",
     "centernet_face.yaml": "CenterNet",
+    "viola_jones.yaml": "ViolaJonesCascade",
 }
 
 

@@ -17,7 +17,7 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-CHAPTERS = ["00_boxes", "01_classifier", "02_sliding_window", "03_grid", "04_yolo_face", "05_ssd300", "07_retinanet", "08_centernet"]
+CHAPTERS = ["00_boxes", "01_classifier", "02_sliding_window", "03_grid", "04_yolo_face", "05_ssd300", "06_viola_jones", "07_retinanet", "08_centernet"]
 MAX_NOTEBOOK_BYTES = 1_500_000
 
 

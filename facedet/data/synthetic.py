@@ -303,6 +303,34 @@ def make_demo_image(path: str | Path, seed: int = 0, size: int | Sequence[int] =
     return boxes
 
 
+def ensure_synthetic_nonfaces(n: int = 40, size: int | Sequence[int] = 256, seed: int = 0) -> Path:
+    """A cached folder of `n` face-free scenes (the same backgrounds and distractors as the
+    face set, no faces): the "nonfaces" that Viola-Jones mines its negatives from when it is
+    trained on the synthetic set. Stream 4: none of the face set's, demo's or figures' images.
+    Written into a temporary folder renamed into place, like `ensure_synthetic`."""
+    h, w = _size_hw(size)
+    digest = hashlib.sha1(json.dumps([VERSION, n, h, w, seed]).encode()).hexdigest()[:10]
+    root = cache_dir() / f"synthetic-nonfaces-v{VERSION}-{digest}"
+    if root.is_dir():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    tmp.chmod(0o755)
+    try:
+        for i in range(n):
+            image, _ = render_scene(np.random.default_rng([seed, 4, i]), (h, w), min_faces=0, max_faces=0)
+            image.save(tmp / f"{i:05d}.jpg", quality=92)
+        os.rename(tmp, root)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not root.is_dir():  # not another process finishing first
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
 # --------------------------------------------------------------------------- the cached dataset
 
 

@@ -11,4 +11,5 @@
     priors            SSD priors at one cell, on a toy grid, and prior matching (rung 5)
     centernet         heatmap, peaks and boxes: targets or a trained model (rung 7)
     summaries         torchinfo tables of the seed-size models
+    viola_jones       integral image, Haar feature types, first features, rejection per stage (rung 0)
 """

@@ -3,14 +3,15 @@
 Two kinds of figures:
 
 * drawn from the library alone, always: the torchinfo tables of the seed-size models, the
-  receptive-field calculator and its growth plot, the BCE worked example, the focal loss
-  curves and its loss shares at the first step, a P3 cell's field with and without FPN's
-  top-down path (RetinaNet), SSD's priors (at
+  receptive-field calculator and its growth plot, the BCE worked example, the integral image
+  and the five Haar feature types (Viola-Jones), the focal loss curves and its loss shares at
+  the first step, a P3 cell's field with and without FPN's top-down path (RetinaNet), SSD's priors (at
   the centre cell of conv9_2 and on a 4 x 4 toy grid), prior matching, NMS before/after on
   toy proposals, the truth matrix of a synthetic scene and the touching-faces failure of
   connected components;
 * drawn from trained runs, when their checkpoints exist under --runs (runs/<name>/best.pt,
-  as benchmarks/train_ladder.sh writes them): embedding strips, feature maps and framing
+  as benchmarks/train_ladder.sh writes them): Viola-Jones' first features on a face, its
+  rejection per stage and its detections (viola_jones), embedding strips, feature maps and framing
   (classifier, classifier32, classifier_tight, classifier_large), sliding-window results
   (classifier), probability grids, 7 x 7 vs 14 x 14 and component boxes (grid7, grid14,
   grid_cnn), NMS before/after (yolo_face, ssd300_bccd), heatmap, peaks and boxes
@@ -46,12 +47,15 @@ from facedet.data.loaders import build_datasets, build_loader, load_records
 from facedet.data.synthetic import render_scene
 from facedet.errors import FacedetError
 from facedet.evaluation import evaluate_detections
-from facedet.figures import bce, centernet, classifier, detections, focal, grid, priors, pyramid, receptive_field, summaries
+from facedet.figures import (bce, centernet, classifier, detections, focal, grid, priors, pyramid, receptive_field,
+                             summaries, viola_jones)
 from facedet.models import build_model
 from facedet.models.classifier import CNNClassifier
+from facedet.models.detector import to_image_tensor
 from facedet.models.grid import GridSimpleCNNModel
 from facedet.models.sliding_window import detector_from_classifier
 from facedet.models.ssd import PRIOR_MAPS, PRIORS_PER_CELL, SSD300, make_priors
+from facedet.models.viola_jones import grey_levels
 from facedet.models.yolo_face import YOLOFaceCNN, YOLOFaceTiny
 from facedet.plots import plot_pr_curves
 from facedet.predict import predict
@@ -59,6 +63,7 @@ from facedet.training_chart import plot_training_chart
 
 # The runs the checkpoint figures look for, and what each one draws (for the skip notes).
 RUNS = {
+    "viola_jones": "first Haar features on a face, rejection per stage, cascade before/after NMS, PR curve",
     "classifier": "embedding strip, feature maps, framing, sliding-window results",
     "classifier32": "32-d embedding strip",
     "classifier_tight": "framing: the classifier trained on tight crops",
@@ -68,9 +73,11 @@ RUNS = {
     "grid_cnn": "grid_cnn probability grids, PR curve",
     "yolo_face": "YOLO-face before/after NMS, PR curve",
     "ssd300_bccd": "SSD300 before/after NMS on blood cells, PR curves",
+    "retinanet_face": "PR curve",
     "centernet_face": "CenterNet heatmap, peaks and boxes, PR curve",
 }
-DETECTION_RUNS = ("grid7", "grid14", "grid_cnn", "yolo_face", "ssd300_bccd", "centernet_face")
+DETECTION_RUNS = ("viola_jones", "grid7", "grid14", "grid_cnn", "yolo_face", "ssd300_bccd", "retinanet_face",
+                  "centernet_face")
 SYNTHETIC_STREAM = 3  # the random stream of the figures' synthetic scenes: not train (0), val (1), demo (2)
 
 
@@ -129,6 +136,8 @@ def library_figures(out: Path, dpi: int = 110) -> list[Path]:
         fields[f"P3 {'with' if top_down else 'without'} top-down"] = pyramid.cell_field(model, 256)
     written.append(pyramid.plot_cell_fields(fields, out / "fpn_cell_field.png", scene,
                                             title="the input pixels one P3 cell depends on", dpi=photo_dpi))
+    written.append(viola_jones.plot_integral_image(out / "integral_image.png", dpi=dpi))
+    written.append(viola_jones.plot_feature_types(out / "haar_feature_types.png", dpi=dpi))
 
     maps = [(size, k) for (_, size, _, _), k in zip(PRIOR_MAPS, PRIORS_PER_CELL)]
     conv9_2 = [name for name, *_ in PRIOR_MAPS].index("conv9_2")
@@ -302,6 +311,29 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
             return [f"{path}  mAP50={ap:.3f}"]
         return draw
 
+    def viola_jones_figures() -> list[str]:
+        detector = load_detector(runs / "viola_jones" / "best.pt", dev)
+        cascade = detector.model
+        greys = [grey_levels(to_image_tensor(photo)) for _, photo, _ in photos]
+        faces = [viola_jones.face_window(grey, boxes, cascade.window) for grey, (_, _, boxes) in zip(greys, photos)]
+        faces = [face for face in faces if face is not None]
+        lines = []
+        if faces:
+            lines.append(str(viola_jones.plot_first_features(cascade, faces[0], out / "viola_jones_first_features.png",
+                                                             count=6, dpi=dpi)))
+        counts = viola_jones.stage_counts(cascade, greys)
+        lines.append(str(viola_jones.plot_rejection_per_stage(counts, out / "viola_jones_rejection.png",
+                                                              cascade.stage_sizes, dpi=dpi)))
+        for photo_name, photo, boxes in photos:
+            before, after = detections.nms_before_after(detector, photo, min_score=0.2, nms_iou=0.3)
+            lines.append(str(detections.plot_before_after(
+                photo, before, after, out / f"viola_jones_{photo_name}.png", true_boxes_xyxy=boxes, dpi=pair_dpi,
+                title=f"Viola-Jones: {cascade.num_stages} stages, {len(cascade.thresholds)} stumps; windows passing "
+                      "every stage and supported by their neighbours (score >= 0.2), then NMS at IoU 0.3")))
+        return lines
+
+    if "viola_jones" in present:
+        attempt("viola_jones", viola_jones_figures)
     if "classifier" in present:
         attempt("classifier", classifier_figures)
     if "classifier32" in present:

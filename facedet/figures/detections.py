@@ -31,6 +31,7 @@ from facedet.boxes import box_convert, clip_boxes, nms
 from facedet.data.synthetic import render_scene
 from facedet.models.detector import to_image_tensor
 from facedet.models.sliding_window import sliding_window_postprocess
+from facedet.models.viola_jones import viola_jones_postprocess
 
 OUTLINED = [patheffects.withStroke(linewidth=2, foreground="black")]
 
@@ -67,7 +68,8 @@ def nms_before_after(detector: Any, image: Image.Image, min_score: float = 0.3,
     window's extra "nested window" pass is switched off for the proposals too.
     """
     photo = to_image_tensor(image)
-    extra = {"max_contained": None} if detector.postprocess is sliding_window_postprocess else {}
+    nested = detector.postprocess in (sliding_window_postprocess, viola_jones_postprocess)
+    extra = {"max_contained": None} if nested else {}
     raw = detector.detect_tensors([photo], min_score=min_score, nms_iou=1.0, top_k=100_000, options=extra)[0]
     kept = detector.detect_tensors([photo], min_score=min_score, nms_iou=nms_iou)[0]
     return tuple({"boxes": d["boxes"], "scores": d["scores"]} for d in (raw, kept))

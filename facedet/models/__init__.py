@@ -19,9 +19,11 @@ from facedet.models.fastai_ssd import build_fastai_ssd
 from facedet.models.grid import build_grid_cnn, build_grid_simple
 from facedet.models.retinanet import build_retinanet
 from facedet.models.ssd import build_ssd300
+from facedet.models.viola_jones import build_viola_jones
 from facedet.models.yolo_face import build_yolo_face, build_yolo_face_tiny
 
 MODELS: dict[str, Callable[..., Detector]] = {
+    "viola_jones": build_viola_jones,  # rung 0: the classic Haar cascade, trained by boosting (facedet/boosting.py)
     "classifier": build_classifier,  # rung 1 (and 2, wrapped in a sliding window at inference)
     "grid_simple": build_grid_simple,  # rung 3, the seed's GridSimpleCNNModel
     "grid_cnn": build_grid_cnn,  # rung 3 with the YOLO-face convolution stack

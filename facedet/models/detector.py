@@ -23,6 +23,7 @@ How a photo reaches the network depends on the rung (`input_policy`):
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections import defaultdict
@@ -176,7 +177,8 @@ class Detector:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        # a model of buffers only (the Viola-Jones cascade) says where it is through them
+        return next(itertools.chain(self.model.parameters(), self.model.buffers())).device
 
     # ------------------------------------------------------------------ the user's call
 
