@@ -53,17 +53,13 @@ for rung in "${rungs[@]}"; do
     # epoch-8 validation, because the epoch-16 validation was OOM-killed (fixed since: SSD
     # post-processing now bounds its IoU matrices). This single 16-epoch run is the recipe.
     ssd300_bccd)      run ssd300_bccd ssd300_bccd.yaml "data.root=$FACEDET_DATA/bccd" train.epochs=16 train.val_every=8 ;;
-    # rung 6, sized for ~1.5 h each on 2 CPU cores (OMP_NUM_THREADS=1, 2 loader workers): measured
-    # 4-7 s per batch of 32 at 320 px on a shared 2-core machine (220 batches per epoch), and
-    # 6.3 s per batch of 16 at 416 px for BCCD (12 batches per epoch); one validation at the end
-    # (faces-caltech + faces-mask val: 879 photos, ~3-5 min). On a GPU raise the epochs
-    # (retinanet_face.yaml's 16, retinanet_bccd.yaml's 60 are the full recipes).
-    retinanet_face)   run retinanet_face retinanet_face.yaml "data.root=$FACES" train.epochs=5 train.val_every=5 ;;
-    retinanet_bccd)   run retinanet_bccd retinanet_bccd.yaml "data.root=$FACEDET_DATA/bccd" train.epochs=60 train.val_every=20 ;;
-    # CenterNet (rung 7), sized for ~1.5 h on 2 cores: one step (batch 32, 320 px crops) costs
-    # 1.4x FaceSSD's (its heads and up path run at stride 4), i.e. ~2.5 s against FaceSSD's
-    # 1.8 s; 221 steps per epoch -> ~9 min an epoch, 9 epochs + 3 validations ~ 1 h 30 min
-    centernet_face)   run centernet_face centernet_face.yaml "data.root=$FACES" train.epochs=9 train.val_every=3 ;;
+    # Rungs 6 and 7 as BENCHMARKS.md measured them (2026-12-02): what fitted beside other work
+    # in one session on 2 shared cores (OMP_NUM_THREADS=1, 2 loader workers), far short of
+    # convergence: 3 epochs of faces (660 steps of 32; 51 min for RetinaNet, 47 min for
+    # CenterNet) and 20 BCCD epochs. The configs' own epochs (16 and 60) are the full recipes.
+    retinanet_face)   OMP_NUM_THREADS=1 run retinanet_face retinanet_face.yaml "data.root=$FACES" train.epochs=3 train.val_every=3 ;;
+    retinanet_bccd)   OMP_NUM_THREADS=1 run retinanet_bccd retinanet_bccd.yaml "data.root=$FACEDET_DATA/bccd" train.epochs=20 train.val_every=20 ;;
+    centernet_face)   OMP_NUM_THREADS=1 run centernet_face centernet_face.yaml "data.root=$FACES" train.epochs=3 train.val_every=3 ;;
     *) echo "unknown rung '$rung'" >&2; exit 2 ;;
   esac
 done

@@ -61,6 +61,7 @@ LADDER = (
     ("4 YOLO-face", "yolo_face"),
     ("5 SSD300", "ssd300_face"),
     ("6 RetinaNet", "retinanet_face"),
+    ("7 CenterNet", "centernet_face"),
 )
 DEFAULT_LABEL = "5 FaceSSD (shipped default)"
 HAAR_LABEL = "classic: Haar cascade (OpenCV)"

@@ -81,16 +81,22 @@ def shrink_images(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def texts(cell: nbformat.NotebookNode) -> list[str]:
     """A code cell's outputs as comparable strings: text as printed, images as their kind only."""
-    out = []
+    out: list[str] = []
+    previous = None
     for output in cell.get("outputs", []):
         if output.output_type == "stream":
-            out.append(output.text)
+            # one print can arrive as several stream chunks, depending on timing: join them
+            if previous is not None and previous.output_type == "stream" and previous.name == output.name:
+                out[-1] += output.text
+            else:
+                out.append(output.text)
         elif output.output_type in ("execute_result", "display_data"):
             data = output.get("data", {})
             image = next((k for k in data if k.startswith("image/")), None)
             out.append(f"<{image}>" if image else data.get("text/plain", ""))
         elif output.output_type == "error":
             out.append(f"error {output.ename}")
+        previous = output
     return out
 
 
