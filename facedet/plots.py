@@ -1,9 +1,12 @@
 """Figures produced by the package (never drawn by hand).
 
 plot_pr_curves: precision-recall curves of an evaluation, one line per class, AP in the legend.
+save_figure: the common end of every figure: title, wrapped caption, PNG written, path returned.
 """
 from __future__ import annotations
 
+import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -47,4 +50,17 @@ def plot_pr_curves(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
+    return path
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int, title: str = "", caption: str = "") -> Path:
+    """Give `fig` its title and a caption wrapped under the panels, write it as a PNG (its
+    folder made), return the path."""
+    if title:
+        fig.suptitle(title)
+    if caption:
+        fig.supxlabel(textwrap.fill(caption, width=int(fig.get_figwidth() * 16)), fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
     return path

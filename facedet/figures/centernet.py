@@ -11,7 +11,6 @@ cells (col, row) and "peak_scores" (P,); "boxes" (K, 4) "xyxy" pixels of the pho
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 from torch import Tensor
 
+from facedet.plots import save_figure
 from facedet.data.synthetic import render_scene
 from facedet.models.centernet import (
     INPUT_MULTIPLE,
@@ -118,14 +118,7 @@ def plot_heatmap_peaks_boxes(image: Image.Image, maps: dict[str, Any], path: str
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(colours, ax=axes, fraction=0.02, label="heat / score")
-    if title:
-        fig.suptitle(title)
-    if caption:
-        fig.supxlabel(textwrap.fill(caption, width=int(fig.get_figwidth() * 16)), fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    return save_figure(fig, path, dpi, title, caption)
 
 
 def plot_target_example(path: str | os.PathLike, seed: int = 5, size: int = 256, dpi: int = 110) -> Path:

@@ -12,7 +12,6 @@ Boxes are "xyxy" in pixels of the photo drawn.
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 from torch import Tensor
 
+from facedet.plots import save_figure
 from facedet.boxes import box_convert, clip_boxes, nms
 from facedet.data.synthetic import render_scene
 from facedet.models.detector import to_image_tensor
@@ -119,14 +119,7 @@ def plot_before_after(
                                        linewidth=1.2))
         ax.set_title(f"{name}: {len(found['boxes'])} boxes", fontsize=10)
     fig.colorbar(colours, ax=axes, fraction=0.03, label="score")
-    if title:
-        fig.suptitle(title)
-    if caption:
-        fig.supxlabel(textwrap.fill(caption, width=int(fig.get_figwidth() * 16)), fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
-    return path
+    return save_figure(fig, path, dpi, title, caption)
 
 
 def plot_toy_nms(path: str | os.PathLike, iou_threshold: float = 0.45, seed: int = 4, dpi: int = 110) -> Path:

@@ -33,6 +33,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from facedet.plots import save_figure
 from facedet.boxes import box_convert
 from facedet.config import load_config
 from facedet.data.synthetic import render_scene
@@ -44,11 +45,6 @@ KINDS = ("positives", "hard negatives", "easy negatives")
 COLOURS = {"positives": "tab:green", "hard negatives": "tab:orange", "easy negatives": "tab:grey"}
 
 
-def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
 
 
 def plot_focal_loss_curves(path: str | os.PathLike, gammas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 5.0),
@@ -73,7 +69,7 @@ def plot_focal_loss_curves(path: str | os.PathLike, gammas: Sequence[float] = (0
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("focal loss -(1 - p_t)^gamma ln p_t: easy examples stop counting")
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def loss_shares(logits: Tensor, labels: Tensor, alpha: float = 0.25, gamma: float = 2.0,
@@ -131,7 +127,7 @@ def plot_loss_shares(panels: dict[str, dict[str, dict[str, float]]], path: str |
     axes[0].legend(fontsize=8, loc="upper right")
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def cumulative_negative_loss(probs: Tensor, gamma: float) -> Tensor:
@@ -158,7 +154,7 @@ def plot_cumulative_loss(negative_probs: Tensor, path: str | os.PathLike,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or f"where the loss of {len(negative_probs):,} negatives comes from", fontsize=10)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_loss_shares_at_init(path: str | os.PathLike, size: int = 320, seed: int = 0, dpi: int = 110) -> Path:

@@ -26,6 +26,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 from torch import Tensor
 
+from facedet.plots import save_figure
 from facedet.boxes import box_convert, box_iou
 from facedet.models.fastai_ssd import make_anchors
 from facedet.models.ssd import match_priors
@@ -100,11 +101,6 @@ def _photo_axes(ax: Axes, pixels: np.ndarray, boxes_cxcywh: Tensor | None = None
     ax.set_yticks([])
 
 
-def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # nothing cut at the edges
-    return path
 
 
 # --------------------------------------------------------------------------- figures
@@ -142,7 +138,7 @@ def plot_priors_at_cell(
     ax.plot(*(cell_priors[0, :2] * side).tolist(), "o", color="black", ms=4)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     ax.set_title(title or f"the {len(cell_priors)} priors of cell ({row}, {col}) of a {size} x {size} map", fontsize=10)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_toy_grid_priors(
@@ -166,7 +162,7 @@ def plot_toy_grid_priors(
     axes[0].set_title(f"cell {highlight}: {per_cell} priors of scale 1/{grid}, ratios w/h {', '.join(f'{a:g}' for a in ratios)}",
                       fontsize=9)
     axes[1].set_title(f"the same priors in every cell: {grid} x {grid} x {per_cell} = {len(priors)} priors", fontsize=9)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def toy_matching_example() -> tuple[Tensor, Tensor, Tensor]:
@@ -223,4 +219,4 @@ def plot_prior_matching(path: str | os.PathLike, threshold: float = 0.5, side: i
                       fontsize=9)
     fig.supxlabel("Every other prior is background (class 0): it is trained to say 'nothing here', "
                   "and hard negative mining keeps only the 3 x N_pos most confidently wrong of them.", fontsize=8)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)

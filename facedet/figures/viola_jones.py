@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+from facedet.plots import save_figure
 from facedet.boosting import crop_windows
 from facedet.models.haar_features import FEATURE_TYPES, HaarFeatures, integral_image
 from facedet.models.viola_jones import ViolaJonesCascade
@@ -30,11 +31,6 @@ from facedet.models.viola_jones import ViolaJonesCascade
 WHITE, BLACK = "#f5f5f5", "#202020"
 
 
-def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
 
 
 def _draw_rects(ax: Axes, rects: Tensor, weights: Tensor, scale: float = 1.0, alpha: float = 0.75) -> None:
@@ -67,7 +63,7 @@ def plot_integral_image(path: str | os.PathLike, dpi: int = 110) -> Path:
     fig.suptitle(f"ii({i},{j}) = ii({i},{j - 1}) + ii({i - 1},{j}) - ii({i - 1},{j - 1}) + I({i},{j}) = "
                  f"{int(ii[i, j - 1])} + {int(ii[i - 1, j])} - {int(ii[i - 1, j - 1])} + {int(image[i, j])} = "
                  f"{int(ii[i, j])}: the sum of the red rectangle of I", fontsize=10)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_feature_types(path: str | os.PathLike, dpi: int = 110) -> Path:
@@ -91,7 +87,7 @@ def plot_feature_types(path: str | os.PathLike, dpi: int = 110) -> Path:
         ax.set_yticks([])
     fig.suptitle("Haar-like features: sum under white minus sum under black (5 types, 162,336 on 24 x 24)",
                  fontsize=10)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_first_features(cascade: ViolaJonesCascade, face: Tensor, path: str | os.PathLike, count: int = 4,
@@ -115,7 +111,7 @@ def plot_first_features(cascade: ViolaJonesCascade, face: Tensor, path: str | os
         ax.set_title(f"#{k + 1} (stage {int(stage_of[k]) + 1}) {kinds[int(cascade.feature_kinds[k])].replace('_', ' ')}"
                      f"\nalpha {float(cascade.alphas[k]):.2f}, {side}", fontsize=8)
     fig.suptitle(title or "the first features AdaBoost chose", fontsize=10)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def stage_counts(cascade: ViolaJonesCascade, greys: Sequence[Tensor]) -> list[int]:
@@ -150,7 +146,7 @@ def plot_rejection_per_stage(counts: Sequence[int], path: str | os.PathLike, sta
     note = f"; {average:.1f} stumps evaluated per window on average" if average is not None else ""
     ax.set_title(title or f"rejection per stage: {counts[0]:,} windows in, {counts[-1]:,} out{note}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def face_window(grey: Tensor, boxes: Tensor, size: int = 24) -> Tensor | None:
