@@ -17,16 +17,28 @@ sees the same photos and is scored by the same evaluator at the paper's evaluati
     ms/image     median latency on one photo (load excluded): resize, forward, post-processing,
                  at the detector's operating point (what facedet.infer does by default)
     train time   from the checkpoint (training epochs, validation excluded)
+    images seen  training samples (photos; crops for the classifier) when best.pt was saved
 
 and a second table at each detector's operating point (its calibrated min score, or 0.5 for a
 checkpoint without one; every detection for the Haar cascade): precision, recall, and recall
 by face size (sqrt of the box area in the photo's pixels), IoU 0.5.
 
-Writes <out>/benchmark.md (the table), benchmark.json and pr_curves.png (all detectors).
+Two ladders, one table each (`--ladder`, default both):
+
+    seed   the seed-size rungs (runs/<name>/best.pt, benchmarks/train_ladder.sh), the shipped
+           detector and OpenCV's cascade: each rung as its source document draws it
+    same   the same-backbone ladder (runs/same_<rung>/best.pt, benchmarks/train_same_backbone.sh):
+           every rung's head on one small shared backbone, the same data, schedule and number
+           of images, so that only the rung's idea differs
+
+Writes <out>/benchmark.md (the tables), benchmark.json, pr_curves.png (seed ladder) and, for the
+same-backbone ladder, pr_curves_same_backbone.png and validation_curves.png (validation AP50
+against images seen, read from each run's metrics.csv).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import statistics
@@ -48,7 +60,7 @@ from facedet.errors import CheckpointError, ConfigError
 from facedet.evaluation import SIZE_BINS, EvalResult, OperatingPoint, evaluate_detections, operating_point, size_bin_name
 from facedet.haar import HaarCascade
 from facedet.models.detector import to_image_tensor
-from facedet.plots import plot_pr_curves
+from facedet.plots import plot_pr_curves, plot_validation_curves
 from facedet.predict import predict
 
 # (label, run name) in ladder order: runs/<name>/best.pt
@@ -63,6 +75,17 @@ LADDER = (
     ("6 RetinaNet", "retinanet_face"),
     ("7 CenterNet", "centernet_face"),
 )
+# The same-backbone ladder: runs/same_<rung>/best.pt (benchmarks/train_same_backbone.sh)
+SAME_BACKBONE = (
+    ("2 sliding window", "same_classifier"),
+    ("3 grid 7x7", "same_grid7"),
+    ("3 grid 14x14", "same_grid14"),
+    ("4 YOLO-face", "same_yolo"),
+    ("5 SSD (FaceSSD)", "same_ssd"),
+    ("6 RetinaNet", "same_retinanet"),
+    ("7 CenterNet", "same_centernet"),
+)
+LADDER_TITLES = {"seed": "seed-size ladder", "same": "same backbone (SmallBackbone, width 32)"}
 DEFAULT_LABEL = "5 FaceSSD (shipped default)"
 HAAR_LABEL = "classic: Haar cascade (OpenCV)"
 IOU_THRESHOLDS = (0.5, 0.3)
@@ -82,22 +105,52 @@ class Row:
     recall_at_50fp: float
     ms_per_image: float
     train_time_s: float | None
+    images_seen: int | None = None  # training samples when the checkpoint was saved
+    ladder: str = "seed"  # which table: "seed" or "same"
     operating_point: dict = field(default_factory=dict)  # OperatingPoint.as_dict()
     notes: list[str] = field(default_factory=list)
 
 
 def _row(label: str, source: str, params: int | None, result: EvalResult, images: int, ms: float,
-         train_time_s: float | None, point: OperatingPoint) -> tuple[Row, tuple]:
+         train_time_s: float | None, point: OperatingPoint, images_seen: int | None = None) -> tuple[Row, tuple]:
     """The table row and the (precision, recall) curve at IoU 0.5."""
     m = result.as_dict()
     row = Row(label, source, params, images, m["mAP50"], m["mAP30"], m["AP_coco"], m["recall@50FP"], ms, train_time_s,
-              point.as_dict())
+              images_seen, operating_point=point.as_dict())
     return row, result.pr_curves(0.5)["face"]
 
 
 def _truths(records: list[Record]) -> list[dict]:
     """Ground truth in pixels, straight from the records (every detector is scored on these)."""
     return [{"boxes": r.boxes.float(), "labels": r.labels.long(), "difficult": r.difficult.bool()} for r in records]
+
+
+def images_seen(state: dict) -> int | None:
+    """Training samples behind a checkpoint: stored since the trainer counts them, otherwise
+    iterations x batch size (one process)."""
+    if "images_seen" in state:
+        return int(state["images_seen"])
+    batch = state.get("config", {}).get("train", {}).get("batch_size") if isinstance(state.get("config"), dict) else None
+    return int(state["iteration"]) * int(batch) if batch and "iteration" in state else None
+
+
+def validation_history(checkpoint: Path) -> list[tuple[int, float]]:
+    """(images seen, validation AP50) of every validated epoch, from the metrics.csv that the
+    trainer writes beside the checkpoint; [] when there is none or it holds no AP50 (the
+    classifier's validation scores crops, not boxes)."""
+    path = checkpoint.parent / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    batch = (state.get("config") or {}).get("train", {}).get("batch_size", 0)
+    points = []
+    for row in rows:
+        if row.get("mAP50"):
+            seen = int(row["images_seen"]) if row.get("images_seen") else int(row["iteration"]) * int(batch)
+            points.append((seen, float(row["mAP50"])))
+    return points
 
 
 def _median_ms(fn, items, desc: str) -> float:
@@ -147,7 +200,8 @@ def benchmark_checkpoint(label: str, checkpoint: Path, records: list[Record], de
     photos = [to_image_tensor(load_image(r.image_path)) for r in records[:timing_images]]
     ms = _median_ms(lambda image: detector(image, size=size, scales=scales), photos, f"{label} timing")
     params = detector.num_parameters
-    return _row(label, str(checkpoint), params, result, len(records), ms, state.get("train_time_s"), point)
+    return _row(label, str(checkpoint), params, result, len(records), ms, state.get("train_time_s"), point,
+                images_seen(state))
 
 
 def benchmark_haar(records: list[Record]) -> tuple[Row, tuple]:
@@ -178,12 +232,12 @@ def format_markdown(rows: list[Row], title: str) -> str:
         return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
     lines = [f"**{title}**", "",
-             "| rung | parameters | photos | AP50 | AP30 | COCO AP | R@50FP | ms / image | train time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| rung | parameters | photos | AP50 | AP30 | COCO AP | R@50FP | ms / image | train time | images seen |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r.label} | {num(r.params, ',')} | {r.images} | {num(r.AP50, '.3f')} | {num(r.AP30, '.3f')} | "
                      f"{num(r.AP_coco, '.3f')} | {num(r.recall_at_50fp, '.3f')} | {num(r.ms_per_image, ',.0f')} | "
-                     f"{duration(r.train_time_s)} |")
+                     f"{duration(r.train_time_s)} | {num(r.images_seen, ',')} |")
     return "\n".join(lines)
 
 
@@ -212,8 +266,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "on the same face photos: AP50, AP30, COCO AP, recall at 50 false positives, parameters, ms/image, "
         "training time; one table and one PR-curve PNG.",
         epilog="Rungs are found as <runs>/<name>/best.pt for names "
-        + ", ".join(name for _, name in LADDER) + " (benchmarks/train_ladder.sh trains them). "
-        "Example: python -m facedet.benchmark --data $FACEDET_DATA/faces-mask --max-images 100",
+        + ", ".join(name for _, name in LADDER) + " (benchmarks/train_ladder.sh trains them) and, for the "
+        "same-backbone table, " + ", ".join(name for _, name in SAME_BACKBONE)
+        + " (benchmarks/train_same_backbone.sh). Missing runs are skipped and listed. "
+        "Example: python -m facedet.benchmark --data $FACEDET_DATA/faces-mask --ladder same --max-images 100",
     )
     parser.add_argument("--data", required=True, help="a face data set folder (YOLO, VOC, COCO, WIDER, FDDB); "
                         "every class counts as a face")
@@ -222,6 +278,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", default="runs", help="folder holding the rungs' run directories (default runs/)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                         help="add a detector (or replace a rung of that name); repeatable")
+    parser.add_argument("--ladder", choices=("seed", "same", "both"), default="both",
+                        help="seed: the seed-size rungs, the shipped detector and OpenCV's cascade; same: the "
+                        "same-backbone ladder (every rung's head on one small backbone, the same training); both tables")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="benchmark only these names (rungs, "
                         "'default', 'haar', or --checkpoint names)")
     parser.add_argument("--no-haar", action="store_true", help="leave out OpenCV's Haar cascade")
@@ -246,10 +305,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _detectors(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
-    """(name, label, checkpoint) of every detector to run, in ladder order."""
-    entries = [(name, label, Path(args.runs) / name / "best.pt") for label, name in LADDER]
-    entries.append(("default", DEFAULT_LABEL, SHIPPED_CHECKPOINT))
+def _detectors(args: argparse.Namespace) -> list[tuple[str, str, Path, str]]:
+    """(name, label, checkpoint, ladder) of every detector to run, in ladder order."""
+    entries = []
+    if args.ladder in ("seed", "both"):
+        entries += [(name, label, Path(args.runs) / name / "best.pt", "seed") for label, name in LADDER]
+        entries.append(("default", DEFAULT_LABEL, SHIPPED_CHECKPOINT, "seed"))
+    if args.ladder in ("same", "both"):
+        entries += [(name, label, Path(args.runs) / name / "best.pt", "same") for label, name in SAME_BACKBONE]
     for item in args.checkpoint:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
@@ -257,7 +320,8 @@ def _detectors(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
         if not Path(path).is_file():
             raise CheckpointError(f"--checkpoint {name}: {path} not found")
         known = [i for i, e in enumerate(entries) if e[0] == name]
-        entry = (name, entries[known[0]][1] if known else name, Path(path))
+        entry = (name, *(entries[known[0]][1:2] if known else (name,)), Path(path),
+                 entries[known[0]][3] if known else "seed")
         if known:
             entries[known[0]] = entry
         else:
@@ -278,21 +342,22 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"{args.data}: split '{args.split}' has no images")
     eval_cfg = EvalConfig()  # min_score 0.01, NMS 0.45, top_k 200: the paper's evaluation settings
     overrides = ["data.classes=face", *args.overrides]
-    rows, curves, skipped = [], {}, []
+    rows, curves, skipped = [], {"seed": {}, "same": {}}, []
     print(f"{len(records)} photos of {args.data} ({args.split}), {sum(len(r.boxes) for r in records)} faces; "
           f"device {device}, {torch.get_num_threads()} threads")
-    for name, label, checkpoint in _detectors(args):
+    for name, label, checkpoint, ladder in _detectors(args):
         if not checkpoint.is_file():
-            skipped.append(f"{label}: no {checkpoint}")
+            skipped.append(f"{label} ({LADDER_TITLES[ladder]}): no {checkpoint}")
             continue
-        row, curves[label] = benchmark_checkpoint(label, checkpoint, records, device, eval_cfg, overrides,
-                                                  args.timing_images, args.batch_size, args.workers,
-                                                  args.window_max_images, args.size, args.scales)
+        row, curves[ladder][label] = benchmark_checkpoint(label, checkpoint, records, device, eval_cfg, overrides,
+                                                          args.timing_images, args.batch_size, args.workers,
+                                                          args.window_max_images, args.size, args.scales)
+        row.ladder = ladder
         rows.append(row)
         print(format_markdown(rows[-1:], label).splitlines()[-1])
-    if not args.no_haar and (not args.only or "haar" in args.only):
+    if args.ladder != "same" and not args.no_haar and (not args.only or "haar" in args.only):
         try:
-            row, curves[HAAR_LABEL] = benchmark_haar(records)
+            row, curves["seed"][HAAR_LABEL] = benchmark_haar(records)
             rows.append(row)
         except ConfigError as err:  # no OpenCV: the ladder's own rows still count
             skipped.append(f"Haar cascade: {err}")
@@ -303,19 +368,33 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     title = (f"{Path(args.data).name} {args.split}: {len(records)} photos, "
              f"{sum(len(r.boxes) for r in records)} faces; {device}, {torch.get_num_threads()} threads")
-    table = format_markdown(rows, title) + "\n\nAt each detector's operating point (IoU 0.5; recall by face " \
-        "size: found share (faces)):\n\n" + format_operating_points(rows)
+    sections, written = [], [out / "benchmark.md", out / "benchmark.json"]
+    for ladder, png in (("seed", "pr_curves.png"), ("same", "pr_curves_same_backbone.png")):
+        ladder_rows = [r for r in rows if r.ladder == ladder]
+        if not ladder_rows:
+            continue
+        sections.append(format_markdown(ladder_rows, f"{LADDER_TITLES[ladder]}: {title}")
+                        + "\n\nAt each detector's operating point (IoU 0.5; recall by face size: found share "
+                        "(faces)):\n\n" + format_operating_points(ladder_rows))
+        written.append(plot_pr_curves(curves[ladder], out / png,
+                                      title=f"{LADDER_TITLES[ladder]}, IoU 0.5: {title.split(';')[0]}"))
+        if ladder == "same":
+            histories = {r.label: validation_history(Path(r.source)) for r in ladder_rows}
+            histories = {label: h for label, h in histories.items() if h}
+            if histories:
+                written.append(plot_validation_curves(histories, out / "validation_curves.png",
+                                                      title="same backbone: validation AP50 while training"))
+    table = "\n\n".join(sections)
     (out / "benchmark.md").write_text(table + "\n")
     (out / "benchmark.json").write_text(json.dumps({"data": args.data, "split": args.split, "images": len(records),
                                                     "device": str(device), "threads": torch.get_num_threads(),
                                                     "overrides": args.overrides,
                                                     "rows": [asdict(r) for r in rows], "skipped": skipped}, indent=1))
-    plot_pr_curves(curves, out / "pr_curves.png", title=f"faces, IoU 0.5: {title.split(';')[0]}")
     print()
     print(table)
     for line in skipped:
         print(f"skipped: {line}")
-    print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.json'}, {out / 'pr_curves.png'}")
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 

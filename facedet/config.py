@@ -43,6 +43,8 @@ class ClassifierConfig(ModelConfig):
     name: str = "classifier"
     image_size: int = 128  # the seed's crop
     embedding_dim: int = 512  # the seed's embedding layer; 32 for its small variant
+    backbone: str = "seed"  # seed (the seed's CNNClassifier) | small (models/backbone.py, the same-backbone ladder)
+    width: int = 32  # backbone small: channels at stride 4 (SmallBackbone)
     # sliding window (rung 2)
     window_sizes: list[int] = field(default_factory=lambda: [48, 64, 96, 128, 160, 224, 320])  # pixels
     window_stride: float = 0.25  # step between windows, as a fraction of the window side
@@ -55,6 +57,8 @@ class GridConfig(ModelConfig):
 
     name: str = "grid_simple"
     griddim: int = 7  # S: the output grid is S x S cells
+    backbone: str = "seed"  # seed (the stack model.name names) | small (models/backbone.py, the same-backbone ladder)
+    width: int = 32  # backbone small: channels at stride 4 (SmallBackbone)
 
 
 @dataclass
@@ -67,6 +71,9 @@ class YOLOFaceConfig(ModelConfig):
     cell_relative: bool = False  # centres relative to the cell (YOLOv1) instead of the image (seed)
     lambda_coord: float = 5.0  # YOLOv1's weight of the coordinate loss
     lambda_noobj: float = 0.5  # YOLOv1's weight of the no-object confidence loss
+    # seed (YOLOFaceCNN; yolo_face_tiny: its own strided stack) | small (models/backbone.py, the same-backbone ladder)
+    backbone: str = "seed"
+    width: int = 32  # backbone small: channels at stride 4 (SmallBackbone); yolo_face_tiny: its first stage
 
 
 @dataclass
@@ -74,7 +81,6 @@ class YOLOFaceTinyConfig(YOLOFaceConfig):
     """Rung 4, compact: the CPU quick start's model."""
 
     name: str = "yolo_face_tiny"
-    width: int = 32  # channels of the first stage; later stages multiply it
 
 
 @dataclass
@@ -336,7 +342,6 @@ CHOICES = {
     "train.optimizer": ("sgd", "adam", "adamw"),
     "train.schedule": ("constant", "step", "multistep", "cosine"),
     "model.loss": ("ce", "focal"),
-    "model.backbone": ("small", "resnet18", "resnet50"),
     "model.box_loss": ("smooth_l1", "giou"),
     "eval.voc_rule": ("greedy", "devkit"),
 }
@@ -351,6 +356,12 @@ def validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ConfigError(f"'{key}' is {value!r}; expected one of {', '.join(allowed)}")
+    if hasattr(cfg.model, "backbone"):
+        # RetinaNet's large backbones are torchvision ResNets; the lower rungs swap their seed network
+        # for the small shared one (facedet/models/backbone.py)
+        allowed = ("small", "resnet18", "resnet50") if isinstance(cfg.model, RetinaNetConfig) else ("seed", "small")
+        if cfg.model.backbone not in allowed:
+            raise ConfigError(f"'model.backbone' is {cfg.model.backbone!r}; expected one of {', '.join(allowed)}")
     if cfg.model.num_classes < 0:
         raise ConfigError(f"'model.num_classes' is {cfg.model.num_classes}; expected 0 (from the data) or more")
     positive = ["model.image_size", "model.griddim", "model.boxes_per_cell",

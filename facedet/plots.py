@@ -1,6 +1,7 @@
 """Figures produced by the package (never drawn by hand).
 
 plot_pr_curves: precision-recall curves of an evaluation, one line per class, AP in the legend.
+plot_validation_curves: validation AP50 against images seen, one line per training run.
 save_figure: the common end of every figure: title, wrapped caption, PNG written, path returned.
 """
 from __future__ import annotations
@@ -43,10 +44,34 @@ def plot_pr_curves(
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
+    return _finish_curves(fig, ax, title, "lower left", path)
+
+
+def plot_validation_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path,
+                           title: str = "validation AP50 while training") -> Path:
+    """Save a PNG of validation curves, one line per run, and return its path.
+
+    curves: name -> [(images seen, AP50), ...] in training order. The x axis is images seen
+    (not epochs), so runs whose epochs differ in length share one axis.
+    """
+    fig = Figure(figsize=(6.5, 4.5), dpi=100)
+    FigureCanvasAgg(fig)  # attaches itself to fig
+    ax = fig.add_subplot()
+    for name, points in curves.items():
+        xs = [seen / 1000 for seen, _ in points]
+        ax.plot(xs, [ap for _, ap in points], marker="o", ms=3, lw=1.5, label=name)
+    ax.set_xlabel("images seen (thousands)")
+    ax.set_ylabel("validation AP50")
+    ax.set_ylim(0, 1.0)
+    return _finish_curves(fig, ax, title, "upper left", path)
+
+
+def _finish_curves(fig: Figure, ax, title: str, legend_loc: str, path: str | Path) -> Path:
+    """The common end of the one-panel curve plots: title, grid, legend (when there are lines), PNG."""
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    if curves:
-        ax.legend(loc="lower left", fontsize=8)
+    if ax.lines:
+        ax.legend(loc=legend_loc, fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

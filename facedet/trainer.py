@@ -248,6 +248,11 @@ class Trainer:
                 )
         return {**values, "loss": sum(numbers)}
 
+    @property
+    def images_seen(self) -> int:
+        """Training samples through the network so far (photos, or crops for the classifier), all ranks."""
+        return self.iteration * self.cfg.train.batch_size * dist.world_size()  # batch_size is per rank
+
     def maybe_validate(self) -> dict[str, float]:
         every = self.cfg.train.val_every
         last_epoch = self.epoch + 1 >= self.epochs or self.iteration >= self.total_iters
@@ -260,12 +265,12 @@ class Trainer:
     def log_epoch(self, losses: dict[str, float], metrics: dict[str, float]) -> None:
         if not dist.is_main():
             return
-        row = {"epoch": self.epoch, "iteration": self.iteration,
+        row = {"epoch": self.epoch, "iteration": self.iteration, "images_seen": self.images_seen,
                "lr": self.optimizer.param_groups[0]["lr"], "train_time_s": round(self.train_time, 1), **losses, **metrics}
         self.history.append(row)
         # per-class values ("AP50/face") go to the CSV only
         shown = " ".join(f"{k}={v:.4g}" for k, v in row.items()
-                         if k not in ("epoch", "iteration", "train_time_s") and "/" not in k)
+                         if k not in ("epoch", "iteration", "images_seen", "train_time_s") and "/" not in k)
         tqdm.write(f"epoch {self.epoch}/{self.epochs}: {shown}")
         keys = list(dict.fromkeys(k for r in self.history for k in r))
         with open(self.run_dir / "metrics.csv", "w", newline="") as f:
@@ -296,6 +301,7 @@ class Trainer:
             "config": to_dict(self.cfg),
             "epoch": self.epoch,
             "iteration": self.iteration,
+            "images_seen": self.images_seen,
             "batch": self.batch,  # steps taken in `epoch` (0 at an epoch's end)
             "epoch_sums": self.epoch_sums,
             "rng": {"cpu": torch.get_rng_state(),

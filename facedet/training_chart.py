@@ -14,7 +14,7 @@ def plot_training_chart(history: list[dict[str, float]], path: str | Path, metri
     than through pyplot, so it works headless and leaves the caller's matplotlib backend alone.
     """
     epochs = [row["epoch"] for row in history]  # epochs completed, 1-based
-    skip = {"epoch", "iteration", "lr", "train_time_s"}
+    skip = {"epoch", "iteration", "images_seen", "lr", "train_time_s"}
     terms = [k for k in dict.fromkeys(k for r in history for k in r) if k not in skip]
     losses = [k for k in terms if k == "loss" or not _is_metric(k, metric)]
     fig = Figure(figsize=(8, 4.5), dpi=100)

@@ -114,3 +114,25 @@ def test_sliding_window_row_on_fewer_photos(setup, tmp_path):
     assert code == 0
     rows = json.loads((out / "benchmark.json").read_text())["rows"]
     assert [(r["label"], r["images"]) for r in rows] == [("2 sliding window", 2), ("4 YOLO-face", 8)]
+
+
+def test_same_backbone_table(setup, tmp_path):
+    """--ladder same: the same-backbone rungs (runs/same_<rung>/best.pt) get their own table with
+    the images each was trained on, their own PR figure and the validation curves."""
+    runs, data = setup
+    assert run_cli(train.main, ["--config", "same_yolo.yaml", f"out_dir={runs}", "name=same_yolo", *TINY,
+                                "train.max_iters=2", "model.width=8", "model.image_size=64"]) == 0
+    out = tmp_path / "bench"
+    assert run_cli(benchmark.main, ["--data", str(data), "--runs", str(runs), "--ladder", "same", "--timing-images", "1",
+                                    "--workers", "0", "--out", str(out)]) == 0
+    report = json.loads((out / "benchmark.json").read_text())
+    (row,) = report["rows"]
+    assert row["label"] == "4 YOLO-face" and row["ladder"] == "same"
+    assert row["images_seen"] == 2 * 8  # max_iters x batch_size
+    assert any("same_grid7" in line for line in report["skipped"])
+    table = (out / "benchmark.md").read_text()
+    assert table.startswith("**same backbone") and "seed-size" not in table
+    assert "| images seen |" in table and "| 16 |" in table
+    assert (out / "pr_curves_same_backbone.png").stat().st_size > 0
+    assert (out / "validation_curves.png").stat().st_size > 0 and not (out / "pr_curves.png").exists()
+    assert benchmark.validation_history(runs / "same_yolo" / "best.pt")[-1][0] == 16

@@ -1,10 +1,10 @@
 """Rung 1: the seed's CNNClassifier, its loss and its post-processor."""
-from types import SimpleNamespace
 
 import pytest
 import torch
 from torchinfo import summary
 
+from facedet.config import ClassifierConfig
 from facedet.models.classifier import (
     ClassifierLoss,
     CNNClassifier,
@@ -69,7 +69,7 @@ def test_postprocess_gives_probabilities_and_ignores_detector_keywords():
 
 
 def test_builder_returns_a_classification_detector():
-    detector = build_classifier(SimpleNamespace(embedding_dim=32, image_size=128))
+    detector = build_classifier(ClassifierConfig(embedding_dim=32, image_size=128))
     assert detector.task == "classification"
     assert isinstance(detector.model, CNNClassifier) and detector.model.embedding_dim == 32
     assert isinstance(detector.criterion, ClassifierLoss)

@@ -114,7 +114,7 @@ def test_each_rung_has_its_own_keys_and_refuses_the_others():
     assert "'model.griddim'" in str(err.value) and "model 'face_ssd' uses" in str(err.value)
     assert "match_iou" in str(err.value) and "embedding_dim" not in str(err.value)
     grid = load_config("grid7.yaml")
-    assert isinstance(grid.model, GridConfig) and not hasattr(grid.model, "width")
+    assert isinstance(grid.model, GridConfig) and not hasattr(grid.model, "match_iou") and grid.model.backbone == "seed"
 
 
 def test_a_yaml_model_section_is_checked_against_its_rung(tmp_path):
@@ -141,7 +141,7 @@ def test_print_config_shows_only_the_rungs_keys(capsys):
 
     assert train.main(["--config", "grid7.yaml", "--print-config"]) == 0
     model = yaml.safe_load(capsys.readouterr().out)["model"]
-    assert set(model) == {"name", "num_classes", "image_size", "griddim"}
+    assert set(model) == {"name", "num_classes", "image_size", "griddim", "backbone", "width"}
 
 
 def test_every_rung_config_and_builder_agree():
@@ -170,6 +170,10 @@ RUNG_OF_CONFIG = {
     "retinanet_face.yaml": "RetinaNet", "retinanet_bccd.yaml": "RetinaNet",
     "centernet_face.yaml": "CenterNet",
     "viola_jones.yaml": "ViolaJonesCascade",
+    # the same-backbone ladder (facedet/models/backbone.py)
+    "same_classifier.yaml": "SmallClassifier", "same_grid7.yaml": "GridSmallModel", "same_grid14.yaml": "GridSmallModel",
+    "same_yolo.yaml": "YOLOFaceSmall", "same_ssd.yaml": "FaceSSD", "same_retinanet.yaml": "RetinaNet",
+    "same_centernet.yaml": "CenterNet",
 }
 
 

@@ -5,12 +5,12 @@ the size checks, and GridSimpleCNNModel for real once, for one optimisation step
 """
 import gc
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torchinfo
 
+from facedet.config import GridConfig
 from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 from facedet.models.grid import (
@@ -265,11 +265,11 @@ def test_grid_loss_overfits_one_batch():
 
 
 def test_builders():
-    cfg = SimpleNamespace(griddim=14, image_size=224, num_classes=1)
+    cfg = GridConfig(griddim=14, image_size=224, num_classes=1)
     with torch.device("meta"):
         simple, cnn = build_grid_simple(cfg), build_grid_cnn(cfg)
         with pytest.raises(ConfigError, match="num_classes"):
-            build_grid_simple(SimpleNamespace(griddim=7, image_size=224, num_classes=3))
+            build_grid_simple(GridConfig(griddim=7, image_size=224, num_classes=3))
     assert isinstance(simple, Detector) and isinstance(simple.model, GridSimpleCNNModel)
     assert type(cnn.model) is GridCNNModel
     assert simple.criterion.griddim == 14 and cnn.postprocess.griddim == 14

@@ -1,6 +1,5 @@
 """Rung 2: the sliding-window scan, its batching and its NMS, with stand-in classifiers."""
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -8,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facedet.boxes import box_iou
+from facedet.config import ClassifierConfig
 from facedet.errors import ConfigError, FacedetError
 from facedet.models.classifier import build_classifier
 from facedet.models.detector import Detector
@@ -161,7 +161,7 @@ def test_postprocess_thresholds_keeps_images_apart_and_caps_top_k():
 
 
 def test_detector_from_classifier_scans_with_the_trained_network():
-    classifier = build_classifier(SimpleNamespace(embedding_dim=32, image_size=128))
+    classifier = build_classifier(ClassifierConfig(embedding_dim=32, image_size=128))
     detector = detector_from_classifier(classifier, window_sizes=(100,), stride_fraction=1.0, image_side=100)
     assert detector.task == "detection" and detector.mean == classifier.mean
     assert detector.model.classifier is classifier.model and detector.model.window == 128

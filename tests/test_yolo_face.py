@@ -3,15 +3,16 @@
 The 400M-parameter seed model is built on the "meta" device (shapes only, no memory) for
 the size checks, and for real once, for one optimisation step.
 """
+import dataclasses
 import gc
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torchinfo
 
 from facedet.boxes import box_iou
+from facedet.config import YOLOFaceTinyConfig
 from facedet.errors import ConfigError
 from facedet.models.detector import Detector
 from facedet.models.yolo_face import (
@@ -323,7 +324,7 @@ def test_tiny_model_overfits_one_batch(cell_relative):
 
 
 def test_builders_read_the_config():
-    cfg = SimpleNamespace(
+    cfg = YOLOFaceTinyConfig(
         griddim=7, boxes_per_cell=2, num_classes=1, cell_relative=True,
         lambda_coord=5.0, lambda_noobj=0.5, image_size=224, width=8,
     )
@@ -332,5 +333,5 @@ def test_builders_read_the_config():
     assert tiny.model(torch.rand(2, 3, 224, 224)).shape == (2, 7, 7, 10)
     assert tiny.criterion.boxes_per_cell == 2 and tiny.postprocess.cell_relative and tiny.model.cell_relative
     with torch.device("meta"):
-        seed = build_yolo_face(SimpleNamespace(**{**vars(cfg), "boxes_per_cell": 1, "cell_relative": False}))
+        seed = build_yolo_face(dataclasses.replace(cfg, boxes_per_cell=1, cell_relative=False))
     assert isinstance(seed.model, YOLOFaceCNN) and not seed.criterion.cell_relative

@@ -37,7 +37,7 @@ from facedet.config import CenterNetConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
 from facedet.models.detector import Detector
-from facedet.models.face_ssd import conv_bn, conv_dw
+from facedet.models.backbone import SmallBackbone, TopDown, conv_dw, rename_legacy_keys
 
 # The heatmap, size and offset maps have one cell per 4 x 4 input pixels (the paper's R = 4).
 OUTPUT_STRIDE = 4
@@ -67,6 +67,17 @@ def head(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(conv_dw(c_in, c_in), nn.Conv2d(c_in, c_out, kernel_size=1))
 
 
+# Layer names of checkpoints written before the base was shared (facedet.models.backbone)
+LEGACY_KEYS = {"stage1": "backbone.stem", "stage2": "backbone.stage3", "stage3": "backbone.stage4",
+               "stage4": "backbone.stage5", "lateral32": "top_down.lateral.2", "smooth16": "top_down.smooth.2",
+               "lateral16": "top_down.lateral.1", "smooth8": "top_down.smooth.1",
+               "lateral8": "top_down.lateral.0", "smooth4": "top_down.smooth.0"}
+
+
+def _legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
+
+
 class CenterNet(nn.Module):
     """Objects as points, small enough to train on a CPU; fully convolutional (sides multiples of 32).
 
@@ -75,14 +86,10 @@ class CenterNet(nn.Module):
         pred_size    (N, 2, H/4, W/4)  box width and height, in cells
         pred_offset  (N, 2, H/4, W/4)  the centre's position inside its cell, x and y (0..1 when right)
 
-    Base for width w = 32 (shapes of one 320 x 320 image), FaceSSD's blocks:
-        stem   conv_bn 3 -> w/2, stride 2                     (w/2, 160, 160)
-        stage1 conv_dw w/2 -> w, stride 2, + 1 block          (w, 80, 80)     f4
-        stage2 conv_dw w -> 2w,  stride 2, + 2 blocks         (2w, 40, 40)    f8
-        stage3 conv_dw 2w -> 4w, stride 2, + 2 blocks         (4w, 20, 20)    f16
-        stage4 conv_dw 4w -> 8w, stride 2, + 1 block          (8w, 10, 10)    f32
-    Up path (a feature pyramid's top-down path; the paper's ResNet variant uses deconvolutions,
-    nearest upsampling + a 1x1 lateral conv is cheaper and as good for a small net):
+    Base: facedet.models.backbone.SmallBackbone, FaceSSD's (shapes for width w = 32, one 320 x 320 image):
+        f4 (w, 80, 80), f8 (2w, 40, 40), f16 (4w, 20, 20), f32 (8w, 10, 10)
+    Up path (backbone.TopDown, a feature pyramid's top-down path; the paper's ResNet variant
+    uses deconvolutions, nearest upsampling + a 1x1 lateral conv is cheaper and as good for a small net):
         p16 = conv_dw(f16 + up2(1x1 conv f32))                (4w, 20, 20)
         p8  = conv_dw(f8  + up2(1x1 conv p16))                (2w, 40, 40)
         p4  = conv_dw(f4  + up2(1x1 conv p8))                 (w, 80, 80)
@@ -93,27 +100,17 @@ class CenterNet(nn.Module):
     def __init__(self, width: int = 32, num_classes: int = 1) -> None:
         super().__init__()
         w = width
-        self.stage1 = nn.Sequential(conv_bn(3, w // 2, stride=2), conv_dw(w // 2, w, stride=2), conv_dw(w, w))
-        self.stage2 = nn.Sequential(conv_dw(w, 2 * w, stride=2), conv_dw(2 * w, 2 * w), conv_dw(2 * w, 2 * w))
-        self.stage3 = nn.Sequential(conv_dw(2 * w, 4 * w, stride=2), conv_dw(4 * w, 4 * w), conv_dw(4 * w, 4 * w))
-        self.stage4 = nn.Sequential(conv_dw(4 * w, 8 * w, stride=2), conv_dw(8 * w, 8 * w))
-        self.lateral32, self.smooth16 = conv_bn(8 * w, 4 * w, kernel=1), conv_dw(4 * w, 4 * w)
-        self.lateral16, self.smooth8 = conv_bn(4 * w, 2 * w, kernel=1), conv_dw(2 * w, 2 * w)
-        self.lateral8, self.smooth4 = conv_bn(2 * w, w, kernel=1), conv_dw(w, w)
+        self.backbone = SmallBackbone(w)
+        self.top_down = TopDown(self.backbone.channels)
         self.heatmap = head(w, num_classes)
         self.size = head(w, 2)
         self.offset = head(w, 2)
         nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
+        self.register_load_state_dict_pre_hook(_legacy_keys)
 
     def features(self, images: Tensor) -> Tensor:
         """The stride-4 map every head reads: (N, 3, H, W) -> (N, w, H/4, W/4)."""
-        f4 = self.stage1(images)  # (N, w, H/4, W/4)
-        f8 = self.stage2(f4)  # (N, 2w, H/8, W/8)
-        f16 = self.stage3(f8)  # (N, 4w, H/16, W/16)
-        f32 = self.stage4(f16)  # (N, 8w, H/32, W/32)
-        p16 = self.smooth16(f16 + F.interpolate(self.lateral32(f32), size=f16.shape[-2:], mode="nearest"))
-        p8 = self.smooth8(f8 + F.interpolate(self.lateral16(p16), size=f8.shape[-2:], mode="nearest"))
-        return self.smooth4(f4 + F.interpolate(self.lateral8(p8), size=f4.shape[-2:], mode="nearest"))
+        return self.top_down(self.backbone(images))[0]
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         p4 = self.features(images)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from facedet.config import ClassifierConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
+from facedet.models.backbone import SmallBackbone
 from facedet.models.detector import Detector
 
 # The seed's input resolution; the embedding layer's width depends on it.
@@ -94,6 +95,26 @@ class CNNClassifier(nn.Module):
         return self.feature_maps(images)["logit"]
 
 
+class SmallClassifier(nn.Module):
+    """Rung 1 on the shared small backbone (`model.backbone: small`, the same-backbone ladder).
+
+    images (B, 3, S, S) normalised -> face logits (B,): SmallBackbone's stride-32 map, averaged
+    over its cells (global average pooling, so any S that is a multiple of 32 works), then one
+    linear layer. 163,840 + 257 parameters at width 32; CNNClassifier's two linear layers on a
+    flattened 32 x 32 map are 4.3-67 M.
+    """
+
+    def __init__(self, width: int = 32, image_size: int = 64) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.backbone = SmallBackbone(width)
+        self.fc = nn.Linear(self.backbone.channels[-1], 1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        f32 = self.backbone(images)[-1]  # (B, 8w, S/32, S/32)
+        return self.fc(f32.mean(dim=(2, 3))).squeeze(1)
+
+
 class ClassifierLoss(nn.Module):
     """Binary cross-entropy between the face logit and the crop's 0/1 label.
 
@@ -124,11 +145,15 @@ def classifier_postprocess(outputs: Tensor, **unused: Any) -> Tensor:
 def build_classifier(cfg: ClassifierConfig) -> Detector:
     """Config -> Detector(task="classification").
 
-    Reads `cfg.embedding_dim` and `cfg.image_size` (set it to 128, the seed's input).
+    Reads `cfg.embedding_dim` and `cfg.image_size` (set it to 128, the seed's input); with
+    `cfg.backbone: small`, SmallClassifier(cfg.width) instead of the seed's network.
     The seed does not state its input normalisation; we use the ImageNet mean/std that
     the rest of the ladder uses, so crops and sliding-window scans share one convention.
     """
-    model = CNNClassifier(embedding_dim=cfg.embedding_dim, image_size=cfg.image_size)
+    if cfg.backbone == "small":
+        model: nn.Module = SmallClassifier(cfg.width, cfg.image_size)
+    else:
+        model = CNNClassifier(embedding_dim=cfg.embedding_dim, image_size=cfg.image_size)
     return Detector(
         model=model,
         criterion=ClassifierLoss(),

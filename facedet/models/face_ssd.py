@@ -30,12 +30,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facedet.config import FaceSSDConfig
 from facedet.errors import ConfigError
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.models.backbone import SmallBackbone, TopDown, conv_bn, conv_dw, rename_legacy_keys
 from facedet.models.detector import Detector
 from facedet.models.ssd import MultiBoxLoss, SSDPostprocess
 
@@ -117,27 +117,14 @@ def make_face_priors(height: int, width: int | None = None) -> Tensor:
 # --------------------------------------------------------------------------- 2. model
 
 
-def conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
-    """kernel x kernel convolution -> BatchNorm -> ReLU (no conv bias: BatchNorm has one)."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
+# Layer names of checkpoints written before the base was shared (facedet.models.backbone)
+LEGACY_KEYS = {"stage1": "backbone.stem", "stage2": "backbone.stage3", "stage3": "backbone.stage4",
+               "stage4": "backbone.stage5", "lateral32": "top_down.lateral.1", "smooth16": "top_down.smooth.1",
+               "lateral16": "top_down.lateral.0", "smooth8": "top_down.smooth.0"}
 
 
-def conv_dw(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    """Depthwise-separable block (MobileNet v1): 3x3 per-channel conv, then 1x1 mixing conv.
-
-    c_in * 9 + c_in * c_out weights instead of c_in * c_out * 9: about 8x cheaper for
-    c_out >= 64, which is what makes a 40 x 40 stride-8 map affordable on a CPU.
-    """
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False),
-        nn.BatchNorm2d(c_in),
-        nn.ReLU(inplace=True),
-        conv_bn(c_in, c_out, kernel=1),
-    )
+def _legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
 
 
 class FaceSSD(nn.Module):
@@ -147,15 +134,10 @@ class FaceSSD(nn.Module):
         pred_locs   (N, P, 4) offsets to `make_face_priors(H, W)` (see facedet.boxes.encode)
         pred_scores (N, P, C + 1) logits, column 0 = background
 
-    Base for width w = 32 (shapes of one 320 x 320 image); the high-resolution layers are
-    kept narrow (w/2 and w channels), where each channel costs the most memory traffic:
-        stem   conv_bn 3 -> w/2,  stride 2                     (w/2, 160, 160)
-        stage1 conv_dw w/2 -> w,  stride 2, + 1 block          (w, 80, 80)
-        stage2 conv_dw w -> 2w,   stride 2, + 2 blocks         (2w, 40, 40)   f8
-        stage3 conv_dw 2w -> 4w,  stride 2, + 2 blocks         (4w, 20, 20)   f16
-        stage4 conv_dw 4w -> 8w,  stride 2, + 1 block          (8w, 10, 10)   f32, map 3
+    Base: facedet.models.backbone.SmallBackbone (shapes for width w = 32, one 320 x 320 image)
+        f8  (2w, 40, 40), f16 (4w, 20, 20), f32 (8w, 10, 10)       maps 1, 2, 3
         extra  conv_bn 1x1 8w -> 2w, conv_dw 2w -> 8w, stride 2 (8w, 5, 5)    f64, map 4
-    With `fpn` (a feature pyramid's top-down path, Lin et al. 2017, on the two fine maps):
+    With `fpn` (backbone.TopDown over f8, f16, f32, a feature pyramid's top-down path):
         map 2 = conv_dw(f16 + up2(1x1 conv f32))                (4w, 20, 20)
         map 1 = conv_dw(f8 + up2(1x1 conv map 2))               (2w, 40, 40)
     so the stride-8 map, whose own layers have seen only ~100 px, also carries what the deeper
@@ -167,17 +149,10 @@ class FaceSSD(nn.Module):
         super().__init__()
         w = width
         self.num_scores = num_classes + 1  # + background
-        self.stage1 = nn.Sequential(conv_bn(3, w // 2, stride=2), conv_dw(w // 2, w, stride=2), conv_dw(w, w))
-        self.stage2 = nn.Sequential(conv_dw(w, 2 * w, stride=2), conv_dw(2 * w, 2 * w), conv_dw(2 * w, 2 * w))
-        self.stage3 = nn.Sequential(conv_dw(2 * w, 4 * w, stride=2), conv_dw(4 * w, 4 * w), conv_dw(4 * w, 4 * w))
-        self.stage4 = nn.Sequential(conv_dw(4 * w, 8 * w, stride=2), conv_dw(8 * w, 8 * w))
+        self.backbone = SmallBackbone(w)
         self.extra = nn.Sequential(conv_bn(8 * w, 2 * w, kernel=1), conv_dw(2 * w, 8 * w, stride=2))
         self.fpn = fpn
-        if fpn:
-            self.lateral32 = conv_bn(8 * w, 4 * w, kernel=1)
-            self.smooth16 = conv_dw(4 * w, 4 * w)
-            self.lateral16 = conv_bn(4 * w, 2 * w, kernel=1)
-            self.smooth8 = conv_dw(2 * w, 2 * w)
+        self.top_down = TopDown(self.backbone.channels[1:]) if fpn else None
         channels = (2 * w, 4 * w, 8 * w, 8 * w)  # of the four maps
         self.loc = nn.ModuleList(nn.Conv2d(c, k * 4, 3, padding=1) for c, k in zip(channels, priors_per_cell()))
         self.cls = nn.ModuleList(
@@ -186,17 +161,14 @@ class FaceSSD(nn.Module):
         for conv in [*self.loc, *self.cls]:
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
+        self.register_load_state_dict_pre_hook(_legacy_keys)
 
     def features(self, images: Tensor) -> list[Tensor]:
         """The four prediction maps, strides 8, 16, 32, 64."""
-        f8 = self.stage2(self.stage1(images))  # (N, 2w, H/8, W/8)
-        f16 = self.stage3(f8)  # (N, 4w, H/16, W/16)
-        f32 = self.stage4(f16)  # (N, 8w, H/32, W/32)
-        f64 = self.extra(f32)  # (N, 8w, H/64, W/64)
-        if self.fpn:
-            f16 = self.smooth16(f16 + F.interpolate(self.lateral32(f32), size=f16.shape[-2:], mode="nearest"))
-            f8 = self.smooth8(f8 + F.interpolate(self.lateral16(f16), size=f8.shape[-2:], mode="nearest"))
-        return [f8, f16, f32, f64]
+        f4, *maps = self.backbone(images)  # f8 (N, 2w, H/8, W/8), f16 (N, 4w, H/16, W/16), f32 (N, 8w, H/32, W/32)
+        if self.top_down is not None:
+            maps = self.top_down(maps)
+        return [*maps, self.extra(maps[-1])]  # + f64 (N, 8w, H/64, W/64)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         maps = self.features(images)

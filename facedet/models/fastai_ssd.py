@@ -94,8 +94,9 @@ class OutConv(nn.Module):
         return locs, scores
 
 
-class SmallBackbone(nn.Module):
-    """A compact CNN: images (N, 3, 224, 224) -> (N, 16*width, 7, 7), five stride-2 stages."""
+class FastaiBackbone(nn.Module):
+    """The fast.ai variant's compact CNN: images (N, 3, 224, 224) -> (N, 16*width, 7, 7), five stride-2
+    stages (plain 3x3 convs; not facedet.models.backbone.SmallBackbone, the shared base of the other rungs)."""
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -117,7 +118,7 @@ class SmallBackbone(nn.Module):
 class FastaiSSD(nn.Module):
     """Backbone + the seed's SSD_MultiHead.
 
-    backbone: any module mapping images to (N, backbone_channels, 7, 7) (default SmallBackbone).
+    backbone: any module mapping images to (N, backbone_channels, 7, 7) (default FastaiBackbone).
     images -> pred_locs (N, 189, 4) raw box activations (see `activations_to_boxes`),
               pred_scores (N, 189, num_classes) one logit per object class.
     """
@@ -126,7 +127,7 @@ class FastaiSSD(nn.Module):
                  backbone_channels: int | None = None, width: int = 32, k: int = 9,
                  drop: float = 0.4, class_bias: float = -3.0) -> None:
         super().__init__()
-        self.backbone = backbone if backbone is not None else SmallBackbone(width)
+        self.backbone = backbone if backbone is not None else FastaiBackbone(width)
         in_ch = backbone_channels or self.backbone.out_channels
         self.drop = nn.Dropout(drop)
         self.sconv0 = StdConv(in_ch, 256, stride=1, drop=drop)  # 7x7
@@ -226,7 +227,7 @@ class FastaiSSDPostprocess:
 
 
 def build_fastai_ssd(cfg: FastaiSSDConfig) -> Detector:
-    """FastaiSSD on a SmallBackbone(cfg.width) for 224x224 inputs.
+    """FastaiSSD on a FastaiBackbone(cfg.width) for 224x224 inputs.
 
     Uses cfg.num_classes, cfg.width, cfg.image_size (must be 224: the backbone divides by
     32 to reach the head's 7x7 map), cfg.loss ("focal" -> focal loss, otherwise the seed's

@@ -8,6 +8,7 @@ read off the thresholded grid afterwards by connected-component labelling. Readi
     grid_simple_features   the seed's simple convolution stack
     GridSimpleCNNModel     the seed's network (412,989,681 parameters at S = 7)
     GridCNNModel           the same head on the YOLO-face stack ("more complex extractor")
+    GridSmallModel         a 1x1 conv head on the shared small backbone (model.backbone: small)
     truth_matrix           boxes -> the S x S 0/1 "truth matrix" (and truth_matrices, batched)
     GridLoss               BCE per cell -> {"bce": ...}
     GridPostprocess        threshold -> connected components -> one box per component
@@ -17,6 +18,7 @@ Each grid size S is a separate model: the seed trains S = 7 and S = 14 and compa
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -26,6 +28,7 @@ from facedet.boxes import box_convert, component_boxes, label_components
 from facedet.config import GridConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
+from facedet.models.backbone import GridFeatures
 from facedet.models.detector import Detector
 from facedet.models.yolo_face import LEAKY_SLOPE, binary_cross_entropy, feature_size, yolo_face_features
 
@@ -104,6 +107,28 @@ class GridCNNModel(GridSimpleCNNModel):
     @staticmethod
     def make_features() -> nn.Module:
         return yolo_face_features()
+
+
+class GridSmallModel(nn.Module):
+    """The grid rung on the shared small backbone (`model.backbone: small`, the same-backbone ladder).
+
+    backbone.GridFeatures (SmallBackbone read as S x S cells) -> 1x1 conv -> sigmoid: one face
+    probability per cell, (N, S, S) like the seed's models. Where the seed's 4096-d linear layer
+    lets every cell read the whole image, here a cell reads its receptive field (231 px of a
+    256 px input at S = 7, so nearly the whole image anyway) at 1/2000 of the parameters.
+    """
+
+    def __init__(self, width: int = 32, griddim: int = 7, image_size: int = 256) -> None:
+        super().__init__()
+        self.griddim = griddim
+        self.features = GridFeatures(width, griddim, image_size)
+        self.head = nn.Conv2d(self.features.channels, 1, kernel_size=1)
+        # every cell starts at p = 0.1 (most cells hold no face), as YOLOFaceTiny's confidences
+        nn.init.constant_(self.head.bias, math.log(0.1 / 0.9))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """images (N, 3, H, W) normalised -> cell face probabilities (N, S, S)."""
+        return torch.sigmoid(self.head(self.features(images))).squeeze(1)
 
 
 # --------------------------------------------------------------------------- truth matrix
@@ -259,20 +284,28 @@ def _check_single_class(cfg: GridConfig, name: str) -> None:
 
 
 def build_grid_simple(cfg: GridConfig) -> Detector:
-    """Config -> Detector with the seed's GridSimpleCNNModel; reads cfg.griddim and image_size.
+    """Config -> Detector with the seed's GridSimpleCNNModel; reads cfg.griddim and image_size
+    (and cfg.backbone: small -> GridSmallModel(cfg.width)).
 
     The seed does not state its input normalisation; we use the ImageNet mean/std like the
     rest of the ladder.
     """
     _check_single_class(cfg, "grid_simple")
-    model = GridSimpleCNNModel(cfg.griddim, cfg.image_size)
+    if cfg.backbone == "small":
+        model: nn.Module = GridSmallModel(cfg.width, cfg.griddim, cfg.image_size)
+    else:
+        model = GridSimpleCNNModel(cfg.griddim, cfg.image_size)
     return Detector(model, GridLoss(cfg.griddim), GridPostprocess(cfg.griddim), mean=IMAGENET_MEAN, std=IMAGENET_STD,
                     image_size=cfg.image_size)
 
 
 def build_grid_cnn(cfg: GridConfig) -> Detector:
-    """Config -> Detector with GridCNNModel (YOLO-face stack); reads cfg.griddim and image_size."""
+    """Config -> Detector with GridCNNModel (YOLO-face stack); reads cfg.griddim and image_size
+    (and cfg.backbone: small -> GridSmallModel(cfg.width), as grid_simple)."""
     _check_single_class(cfg, "grid_cnn")
-    model = GridCNNModel(cfg.griddim, cfg.image_size)
+    if cfg.backbone == "small":
+        model: nn.Module = GridSmallModel(cfg.width, cfg.griddim, cfg.image_size)
+    else:
+        model = GridCNNModel(cfg.griddim, cfg.image_size)
     return Detector(model, GridLoss(cfg.griddim), GridPostprocess(cfg.griddim), mean=IMAGENET_MEAN, std=IMAGENET_STD,
                     image_size=cfg.image_size)

@@ -15,7 +15,7 @@ SSD (rung 5) has two limits the course notes name, and RetinaNet answers both:
 Read top to bottom:
   1. anchors       - `anchor_shapes`, `level_shape`, `grid_anchors`, `Anchors` (pure functions)
   2. matching      - `match_anchors`: IoU >= 0.5 positive, < 0.4 negative, in between ignored
-  3. model         - `SmallBackbone` / `ResNetBackbone` -> `FPN` -> two `Subnet`s -> `RetinaNet`
+  3. model         - `SmallBackbone` (backbone.py) / `ResNetBackbone` -> `FPN` -> two `Subnet`s -> `RetinaNet`
   4. criterion     - `RetinaNetLoss`: sigmoid focal loss + Smooth L1 (or GIoU), / N_pos
   5. post-process  - `RetinaNetPostprocess`: per-level top-k, decode, merge, class-aware NMS
   6. builder       - `build_retinanet(cfg) -> Detector`
@@ -39,7 +39,7 @@ from facedet.config import RetinaNetConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
 from facedet.models.detector import Detector
-from facedet.models.face_ssd import conv_bn, conv_dw
+from facedet.models.backbone import SmallBackbone
 from facedet.models.ssd import pad_targets, sigmoid_focal_loss
 
 # The backbone's coarsest stage C5 has stride 2^5 = 32: inputs are padded to a multiple of it,
@@ -171,36 +171,16 @@ def match_anchors(gt_boxes: Tensor, gt_labels: Tensor, valid: Tensor, anchors_xy
 # --------------------------------------------------------------------------- 3. model
 
 
-class SmallBackbone(nn.Module):
-    """FaceSSD's MobileNet-style stages (facedet.models.face_ssd) up to stride 32, for the CPU.
-
-    images (N, 3, H, W) -> C3 (N, 2w, H/8, W/8), C4 (N, 4w, H/16, W/16), C5 (N, 8w, H/32, W/32)
-    """
-
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        w = width
-        self.channels = (2 * w, 4 * w, 8 * w)
-        self.stem = nn.Sequential(conv_bn(3, w // 2, stride=2), conv_dw(w // 2, w, stride=2), conv_dw(w, w))
-        self.stage3 = nn.Sequential(conv_dw(w, 2 * w, stride=2), conv_dw(2 * w, 2 * w), conv_dw(2 * w, 2 * w))
-        self.stage4 = nn.Sequential(conv_dw(2 * w, 4 * w, stride=2), conv_dw(4 * w, 4 * w), conv_dw(4 * w, 4 * w))
-        self.stage5 = nn.Sequential(conv_dw(4 * w, 8 * w, stride=2), conv_dw(8 * w, 8 * w))
-
-    def forward(self, images: Tensor) -> list[Tensor]:
-        c3 = self.stage3(self.stem(images))
-        c4 = self.stage4(c3)
-        return [c3, c4, self.stage5(c4)]
-
-
 class ResNetBackbone(nn.Module):
     """torchvision's ResNet-18 or -50 (the paper's backbone family), for GPUs.
 
-    images -> C3 = layer2, C4 = layer3, C5 = layer4 (strides 8, 16, 32). torchvision is
+    images -> C2 = layer1, C3 = layer2, C4 = layer3, C5 = layer4 (strides 4, 8, 16, 32), as
+    backbone.SmallBackbone (the CPU default, `backbone: small`) returns them. torchvision is
     imported here only: the rest of facedet never needs it. `pretrained` is a local
     torchvision state dict (no downloads at run time).
     """
 
-    CHANNELS = {"resnet18": (128, 256, 512), "resnet50": (512, 1024, 2048)}
+    CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet50": (256, 512, 1024, 2048)}
 
     def __init__(self, name: str, pretrained: str = "") -> None:
         super().__init__()
@@ -221,9 +201,10 @@ class ResNetBackbone(nn.Module):
         self.layer2, self.layer3, self.layer4 = net.layer2, net.layer3, net.layer4
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        c3 = self.layer2(self.stem(images))
+        c2 = self.stem(images)
+        c3 = self.layer2(c2)
         c4 = self.layer3(c3)
-        return [c3, c4, self.layer4(c4)]
+        return [c2, c3, c4, self.layer4(c4)]
 
 
 def conv3x3(c_in: int, c_out: int, separable: bool, stride: int = 1) -> nn.Module:
@@ -322,14 +303,14 @@ class RetinaNet(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.backbone = backbone
-        self.fpn = FPN(backbone.channels, channels, min_level, max_level, top_down, separable)
+        self.fpn = FPN(backbone.channels[-3:], channels, min_level, max_level, top_down, separable)
         self.cls_subnet = Subnet(channels, head_depth, anchors_per_location, num_classes, separable, head_norm)
         self.box_subnet = Subnet(channels, head_depth, anchors_per_location, 4, separable, head_norm)
         nn.init.constant_(self.cls_subnet.out.bias, -math.log((1 - prior_prob) / prior_prob))
 
     def pyramid(self, images: Tensor) -> list[Tensor]:
         """The FPN levels P_min .. P_max, each (N, F, H_l, W_l)."""
-        return self.fpn(self.backbone(images))
+        return self.fpn(self.backbone(images)[-3:])  # C3, C4, C5
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         levels = self.pyramid(images)

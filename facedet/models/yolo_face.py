@@ -9,6 +9,7 @@ suppression keeps the best one per face. Reading order:
     yolo_face_features   the seed's convolution stack (also used by grid.GridCNNModel)
     YOLOFaceCNN          the seed's network, layer for layer (413,743,925 parameters)
     YOLOFaceTiny         a compact fully-convolutional variant (1,128,229 parameters) for CPU
+    YOLOFaceSmall        the same head on the shared small backbone (model.backbone: small)
     encode_targets       boxes -> the (N, S, S, B*5+C) tensor the network should output
     cell_to_image        in-cell centres -> image-relative centres
     decode_boxes         network output -> one fractional "xyxy" box per cell and slot
@@ -43,6 +44,7 @@ from facedet.boxes import batched_nms, box_area, box_convert, elementwise_box_io
 from facedet.config import YOLOFaceConfig, YOLOFaceTinyConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
+from facedet.models.backbone import GridFeatures
 from facedet.models.detector import Detector
 
 # YOLOv1's leaky ReLU slope, also used by the seed.
@@ -185,6 +187,20 @@ class YOLOFaceTiny(nn.Module):
         cell_relative: bool = False,
     ) -> None:
         super().__init__()
+        self.griddim = griddim
+        self.boxes_per_cell = boxes_per_cell
+        self.cell_relative = cell_relative
+        self.channels = cell_channels(boxes_per_cell, num_classes)
+        self.features, c_out = self.make_features(width, griddim, image_size)
+        self.head = nn.Conv2d(c_out, self.channels, kernel_size=1)
+        # Start every p at 0.1 instead of 0.5: almost all cells hold no face, and a prior of
+        # 0.1 spares the first steps from unlearning p = 0.5 everywhere (RetinaNet's trick).
+        with torch.no_grad():
+            self.head.bias[0 : 5 * boxes_per_cell : 5].fill_(math.log(0.1 / 0.9))
+
+    @staticmethod
+    def make_features(width: int, griddim: int, image_size: int) -> tuple[nn.Module, int]:
+        """The strided stack: (N, 3, H, W) -> (N, 8w, S, S), and its 8w output channels."""
         ratio = image_size / griddim
         stages = round(math.log2(ratio)) if ratio >= 2 else 0
         if stages < 1 or stages > 8 or griddim * 2**stages != image_size:
@@ -192,28 +208,33 @@ class YOLOFaceTiny(nn.Module):
                 f"YOLOFaceTiny: model.image_size / model.griddim must be a power of two, "
                 f"got {image_size} / {griddim}"
             )
-        self.griddim = griddim
-        self.boxes_per_cell = boxes_per_cell
-        self.cell_relative = cell_relative
-        self.channels = cell_channels(boxes_per_cell, num_classes)
         widths = [width * 2 ** min(i, 2) for i in range(stages - 1)] + [8 * width]
         layers, c_in = [], 3
         for c_out in widths:                                     # each halves H and W
             layers.append(_conv_bn(c_in, c_out, stride=2))
             c_in = c_out
         layers.append(_conv_bn(c_in, c_in, stride=1))            # (N, 8w, S, S)
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Conv2d(c_in, self.channels, kernel_size=1)
-        # Start every p at 0.1 instead of 0.5: almost all cells hold no face, and a prior of
-        # 0.1 spares the first steps from unlearning p = 0.5 everywhere (RetinaNet's trick).
-        with torch.no_grad():
-            self.head.bias[0 : 5 * boxes_per_cell : 5].fill_(math.log(0.1 / 0.9))
+        return nn.Sequential(*layers), c_in
 
     def forward(self, images: Tensor) -> Tensor:
         """images (N, 3, H, W) normalised -> outputs (N, S, S, B*5 + C) in [0, 1]."""
         out = torch.sigmoid(self.head(self.features(images)))    # (N, B*5 + C, S, S)
         out = out.permute(0, 2, 3, 1)                            # (N, S, S, B*5 + C), centres in-cell
         return out if self.cell_relative else cell_to_image(out, self.boxes_per_cell)
+
+
+class YOLOFaceSmall(YOLOFaceTiny):
+    """Rung 4 on the shared small backbone (`model.backbone: small`, the same-backbone ladder).
+
+    YOLOFaceTiny's 1x1 head and outputs on backbone.GridFeatures (SmallBackbone read as S x S
+    cells by adaptive average pooling), so image_size / griddim need not be a power of two.
+    `width` is SmallBackbone's (channels at stride 4).
+    """
+
+    @staticmethod
+    def make_features(width: int, griddim: int, image_size: int) -> tuple[nn.Module, int]:
+        features = GridFeatures(width, griddim, image_size)
+        return features, features.channels
 
 
 # --------------------------------------------------------------------------- targets and boxes
@@ -496,15 +517,22 @@ def build_yolo_face(cfg: YOLOFaceConfig) -> Detector:
 
     Reads cfg.griddim, boxes_per_cell, num_classes, cell_relative, lambda_coord, lambda_noobj
     and image_size. The seed does not state its input normalisation; we use the ImageNet
-    mean/std like the rest of the ladder.
+    mean/std like the rest of the ladder. cfg.backbone: small -> YOLOFaceSmall(cfg.width).
     """
-    model = YOLOFaceCNN(cfg.griddim, cfg.boxes_per_cell, cfg.num_classes, cfg.image_size)
+    if cfg.backbone == "small":
+        model: nn.Module = YOLOFaceSmall(cfg.width, cfg.griddim, cfg.boxes_per_cell, cfg.num_classes, cfg.image_size,
+                                         cfg.cell_relative)
+    else:
+        model = YOLOFaceCNN(cfg.griddim, cfg.boxes_per_cell, cfg.num_classes, cfg.image_size)
     criterion, postprocess = _loss_and_postprocess(cfg)
     return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size)
 
 
 def build_yolo_face_tiny(cfg: YOLOFaceTinyConfig) -> Detector:
-    """Config -> Detector with YOLOFaceTiny; also reads cfg.width (channels of the first stage)."""
+    """Config -> Detector with YOLOFaceTiny; also reads cfg.width (channels of the first stage).
+    cfg.backbone: small -> YOLOFaceSmall, as yolo_face."""
+    if cfg.backbone == "small":
+        return build_yolo_face(cfg)
     model = YOLOFaceTiny(
         cfg.width, cfg.griddim, cfg.boxes_per_cell, cfg.num_classes, cfg.image_size, cfg.cell_relative
     )

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The same-backbone ladder from scratch: every rung's head on one small shared base
+# (facedet/models/backbone.py, SmallBackbone width 32), the same photos (faces-caltech +
+# faces-mask train), the same optimizer, schedule and number of images (1,320 steps of 32 =
+# 42,240 images; crops for the classifier), then the benchmark's "same backbone" table on both
+# validation sets. The configs are facedet/configs/same_<rung>.yaml.
+#
+#   FACEDET_DATA=/path/to/data bash benchmarks/train_same_backbone.sh [rung ...]
+#   FACEDET_DATA=/path/to/data JOBS=2 bash benchmarks/train_same_backbone.sh      # two rungs at a time
+#
+# Rungs: classifier grid7 grid14 yolo ssd retinanet centernet (default: all). Each writes
+# runs/same_<rung>/ (best.pt, metrics.csv = its validation curve, training_chart.png) and its wall
+# time to runs/same_backbone_times.txt. On a 2-core CPU (2026-12-02), two rungs at a time with one
+# torch thread each, the wall times were those of BENCHMARKS.md's "same backbone" section.
+set -euo pipefail
+: "${FACEDET_DATA:?set FACEDET_DATA to the folder holding faces-caltech and faces-mask}"
+export FACEDET_DATA
+export FACES="$FACEDET_DATA/faces-caltech,$FACEDET_DATA/faces-mask"
+JOBS=${JOBS:-1}
+# one torch thread per rung when several share the CPU (they scale better side by side)
+[ "$JOBS" -gt 1 ] && export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+train_rung() {
+  local rung=$1 start
+  start=$(date +%s)
+  echo "== same_$rung: python -m facedet.train --config same_$rung.yaml name=same_$rung data.root=$FACES"
+  python -m facedet.train --config "same_$rung.yaml" "name=same_$rung" "data.root=$FACES" > "runs/same_$rung.log" 2>&1 \
+    || { echo "same_$rung failed: see runs/same_$rung.log" >&2; return 1; }
+  echo "same_$rung: $(( ($(date +%s) - start) / 60 )) min wall" | tee -a runs/same_backbone_times.txt
+}
+export -f train_rung
+
+ALL=(centernet retinanet ssd grid14 grid7 yolo classifier)  # longest first
+rungs=("$@")
+[ ${#rungs[@]} -gt 0 ] || rungs=("${ALL[@]}")
+for rung in "${rungs[@]}"; do
+  [[ " ${ALL[*]} " == *" $rung "* ]] || { echo "unknown rung '$rung'; expected some of: ${ALL[*]}" >&2; exit 2; }
+done
+mkdir -p runs
+printf '%s\n' "${rungs[@]}" | xargs -P "$JOBS" -I{} bash -c 'train_rung {}'
+
+# The sliding window scans ~1.8 s per photo: it is scored on the first 100 photos of each set.
+for data in faces-caltech faces-mask; do
+  python -m facedet.benchmark --data "$FACEDET_DATA/$data" --ladder same --window-max-images 100 \
+    --timing-images 10 --out "benchmark/$data-same-backbone"
+done
