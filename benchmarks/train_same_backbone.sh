@@ -27,6 +27,12 @@ train_rung() {
   python -m facedet.train --config "same_$rung.yaml" "name=same_$rung" "data.root=$FACES" > "runs/same_$rung.log" 2>&1 \
     || { echo "same_$rung failed: see runs/same_$rung.log" >&2; return 1; }
   echo "same_$rung: $(( ($(date +%s) - start) / 60 )) min wall" | tee -a runs/same_backbone_times.txt
+  # every rung's operating point by the same rule (best F1 on both validation sets), for the
+  # benchmark's precision / recall-by-size table; the sliding window on 100 photos of each
+  local some=()
+  [ "$rung" = classifier ] && some=(--max-images 100)
+  python -m facedet.calibrate --checkpoint "runs/same_$rung/best.pt" --data "$FACEDET_DATA/faces-caltech" \
+    --data "$FACEDET_DATA/faces-mask" --rule f1 "${some[@]}" >> "runs/same_$rung.log" 2>&1
 }
 export -f train_rung
 

@@ -41,9 +41,12 @@ RULES = ("f1", "precision")
 
 
 def validation_detections(detector: Detector, root: str, split: str, classes: str,
-                          workers: int = 2) -> tuple[list[dict], list[dict]]:
-    """The detector's detections (min_score 0.01, as infer runs it otherwise) and the truths of one set."""
+                          workers: int = 2, max_images: int = 0) -> tuple[list[dict], list[dict]]:
+    """The detector's detections (min_score 0.01, as infer runs it otherwise) and the truths of one
+    set (its first `max_images` photos when that is > 0)."""
     records, names = load_records(DataConfig(root=root, classes=classes), split)
+    if max_images > 0:
+        records = records[:max_images]
     if len(names) != len(detector.class_names):
         raise ConfigError(f"{root}: the data has classes {names}, the checkpoint {detector.class_names}; "
                           "pass --classes face for face data")
@@ -53,11 +56,11 @@ def validation_detections(detector: Detector, root: str, split: str, classes: st
 
 
 def calibrate(detector: Detector, roots: list[str], split: str = "val", classes: str = "face",
-              precision: float = 0.9, workers: int = 2, rule: str = "f1") -> dict:
+              precision: float = 0.9, workers: int = 2, rule: str = "f1", max_images: int = 0) -> dict:
     """The operating point (see the module docstring) as the dict stored in checkpoints."""
     if rule not in RULES:
         raise ConfigError(f"--rule {rule!r}: expected one of {', '.join(RULES)}")
-    found = {Path(root.rstrip("/")).name: validation_detections(detector, root, split, classes, workers)
+    found = {Path(root.rstrip("/")).name: validation_detections(detector, root, split, classes, workers, max_images)
              for root in roots}
     num_classes = len(detector.class_names)
     per_set_threshold = {name: threshold_for_precision(dets, truths, num_classes, precision)
@@ -98,6 +101,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "that keeps --precision on every set")
     parser.add_argument("--precision", type=float, default=0.9,
                         help="precision to keep with --rule precision, and reported per set with either (default 0.9)")
+    parser.add_argument("--max-images", type=int, default=0,
+                        help="use the first N photos of each set (0 = all): the sliding window scans ~2 s per photo")
     parser.add_argument("--out", help="write the calibrated checkpoint here (default: replace --checkpoint)")
     parser.add_argument("--workers", type=int, default=2, help="data-loading workers (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 < args.precision <= 1.0:
         raise ConfigError(f"--precision {args.precision}: expected a value in (0, 1]")
     detector = load(args.checkpoint, select_device(args.device))
-    point = calibrate(detector, args.data, args.split, args.classes, args.precision, args.workers, args.rule)
+    point = calibrate(detector, args.data, args.split, args.classes, args.precision, args.workers, args.rule,
+                      args.max_images)
     state = load_checkpoint(args.checkpoint)
     state["operating_point"] = point
     out = Path(args.out or args.checkpoint)

@@ -14,10 +14,8 @@ from facedet.data.synthetic import render_scene
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
 from facedet.models import build_model
-from facedet.models.backbone import GridFeatures, SmallBackbone, TopDown, rename_legacy_keys
-from facedet.models.centernet import LEGACY_KEYS as CENTERNET_LEGACY
+from facedet.models.backbone import LEGACY_KEYS, GridFeatures, SmallBackbone, TopDown, rename_legacy_keys
 from facedet.models.centernet import CenterNet
-from facedet.models.face_ssd import LEGACY_KEYS as FACE_SSD_LEGACY
 from facedet.models.face_ssd import FaceSSD
 
 SAME = ["same_classifier", "same_grid7", "same_grid14", "same_yolo", "same_ssd", "same_retinanet", "same_centernet"]
@@ -99,15 +97,15 @@ def _legacy(state: dict, renames: dict[str, str]) -> dict:
     return old
 
 
-@pytest.mark.parametrize("make, renames", [(lambda: FaceSSD(8), FACE_SSD_LEGACY), (lambda: CenterNet(8), CENTERNET_LEGACY)])
-def test_checkpoints_from_before_the_shared_backbone_still_load(make, renames):
+@pytest.mark.parametrize("make", [lambda: FaceSSD(8), lambda: CenterNet(8)])
+def test_checkpoints_from_before_the_shared_backbone_still_load(make):
     torch.manual_seed(0)
     source = make().eval()
     for module in source.modules():  # non-trivial BatchNorm statistics, so a misplaced tensor shows
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-1, 1)
             module.running_var.uniform_(0.5, 2)
-    old = _legacy(source.state_dict(), renames)
+    old = _legacy(source.state_dict(), LEGACY_KEYS)
     assert not any(k.startswith(("backbone.", "top_down.")) for k in old)  # really the old names
     target = make().eval()
     target.load_state_dict(old)  # strict: every old key found its new place

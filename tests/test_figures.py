@@ -182,7 +182,8 @@ def test_nms_before_after_on_a_detector():
 def test_seed_summaries_have_the_seed_parameter_counts():
     from facedet.figures.summaries import seed_summary
 
-    for name, total in (("classifier", "67,203,137"), ("grid_simple", "412,989,681"), ("yolo_face", "413,743,925")):
+    for name, total in (("classifier", "67,203,137"), ("grid_simple", "412,989,681"), ("yolo_face", "413,743,925"),
+                        ("face_ssd", "355,644")):
         assert f"Total params: {total}" in seed_summary(name)
 
 

@@ -97,6 +97,11 @@ def test_calibrate_stores_an_operating_point_that_load_uses(tmp_path, monkeypatc
     assert 0.0 <= point["min_score"] <= 1.0 and "precision >= 0.5" in point["rule"]
     detector = load(out, "cpu")
     assert detector.min_score == point["min_score"] and detector.calibration["rule"] == point["rule"]
+    assert point["per_set"][data.name]["images"] == 6
+    # --max-images: the first N photos of each set (the sliding window scans seconds per photo)
+    assert run_cli(calibrate.main, ["--checkpoint", str(path), "--data", str(data), "--out", str(out),
+                                    "--workers", "0", "--max-images", "2"]) == 0
+    assert load_checkpoint(out)["operating_point"]["per_set"][data.name]["images"] == 2
 
 
 def test_calibrate_refuses_a_bad_precision(tmp_path, capsys):

@@ -44,7 +44,7 @@ def seed_models() -> dict[str, tuple[Callable[[], nn.Module], int]]:
         "yolo_face": (lambda: YOLOFaceCNN(), 224),
         "yolo_face_tiny": (lambda: YOLOFaceTiny(32), 224),
         "ssd300": (lambda: SSD300(20), 300),
-        "face_ssd": (lambda: FaceSSD(32, 320), 320),
+        "face_ssd": (lambda: FaceSSD(32, num_classes=1), 320),
     }
 
 

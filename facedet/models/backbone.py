@@ -12,7 +12,7 @@ CenterNet (rung 7) were built on it from the start. Reading order:
     SmallBackbone      images -> feature maps at strides 4, 8, 16, 32
     TopDown            a feature pyramid's top-down path over some of those maps
     GridFeatures       the backbone read as an S x S grid (the grid and YOLO heads)
-    rename_legacy_keys checkpoints saved before this module existed still load
+    LEGACY_KEYS        checkpoints saved before this module existed still load
 """
 from __future__ import annotations
 
@@ -88,18 +88,22 @@ class TopDown(nn.Module):
         p_i = conv_dw(f_i + up2(conv_bn 1x1 (p_{i+1}) to f_i's channels))     (nearest upsampling)
     so a fine map, whose own layers have seen only a small window, also carries what the deeper
     layers found around each of its cells (a small face's context, a large face's extent).
+    `steps[j]` holds the lateral and smoothing convs of the j-th step down, coarsest first.
     """
 
     def __init__(self, channels: Sequence[int]) -> None:
         super().__init__()
-        self.lateral = nn.ModuleList(conv_bn(channels[i + 1], channels[i], kernel=1) for i in range(len(channels) - 1))
-        self.smooth = nn.ModuleList(conv_dw(channels[i], channels[i]) for i in range(len(channels) - 1))
+        self.steps = nn.ModuleList(
+            nn.ModuleDict({"lateral": conv_bn(channels[i + 1], channels[i], kernel=1),
+                           "smooth": conv_dw(channels[i], channels[i])})
+            for i in reversed(range(len(channels) - 1))
+        )
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
         out = [features[-1]]
-        for i in reversed(range(len(features) - 1)):
-            up = F.interpolate(self.lateral[i](out[0]), size=features[i].shape[-2:], mode="nearest")
-            out.insert(0, self.smooth[i](features[i] + up))
+        for step, f in zip(self.steps, reversed(features[:-1])):
+            up = F.interpolate(step["lateral"](out[0]), size=f.shape[-2:], mode="nearest")
+            out.insert(0, step["smooth"](f + up))
         return out
 
 
@@ -129,12 +133,23 @@ class GridFeatures(nn.Module):
         return self.context(F.adaptive_avg_pool2d(x, self.griddim))
 
 
+# FaceSSD's and CenterNet's layer names before SmallBackbone and TopDown were shared (their
+# checkpoints, the shipped face detector among them, keep loading): old prefix -> new prefix
+LEGACY_KEYS = {"stage1": "backbone.stem", "stage2": "backbone.stage3", "stage3": "backbone.stage4",
+               "stage4": "backbone.stage5", "lateral32": "top_down.steps.0.lateral", "smooth16": "top_down.steps.0.smooth",
+               "lateral16": "top_down.steps.1.lateral", "smooth8": "top_down.steps.1.smooth",
+               "lateral8": "top_down.steps.2.lateral", "smooth4": "top_down.steps.2.smooth"}
+
+
+def load_legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """A load_state_dict pre-hook (module.register_load_state_dict_pre_hook) applying LEGACY_KEYS."""
+    rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
+
+
 def rename_legacy_keys(state_dict: dict, prefix: str, renames: Mapping[str, str]) -> None:
     """Rename, in place, the keys `prefix + old...` of a state dict to `prefix + new...`.
 
-    For a module's load_state_dict pre-hook: FaceSSD and CenterNet named their base's layers
-    themselves (stage1..stage4, lateral32, ...) before SmallBackbone and TopDown were shared,
-    and the checkpoints written then (the shipped face detector among them) keep loading.
+    A key matches when it continues with "." after an old prefix (stage1 never renames stage10).
     """
     for key in [k for k in state_dict if k.startswith(prefix)]:
         rest = key[len(prefix):]

@@ -37,7 +37,7 @@ from facedet.config import CenterNetConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
 from facedet.models.detector import Detector
-from facedet.models.backbone import SmallBackbone, TopDown, conv_dw, rename_legacy_keys
+from facedet.models.backbone import SmallBackbone, TopDown, conv_dw, load_legacy_keys
 
 # The heatmap, size and offset maps have one cell per 4 x 4 input pixels (the paper's R = 4).
 OUTPUT_STRIDE = 4
@@ -65,17 +65,6 @@ def head(c_in: int, c_out: int) -> nn.Sequential:
     heads, which run on the large stride-4 map, about 7x cheaper.
     """
     return nn.Sequential(conv_dw(c_in, c_in), nn.Conv2d(c_in, c_out, kernel_size=1))
-
-
-# Layer names of checkpoints written before the base was shared (facedet.models.backbone)
-LEGACY_KEYS = {"stage1": "backbone.stem", "stage2": "backbone.stage3", "stage3": "backbone.stage4",
-               "stage4": "backbone.stage5", "lateral32": "top_down.lateral.2", "smooth16": "top_down.smooth.2",
-               "lateral16": "top_down.lateral.1", "smooth8": "top_down.smooth.1",
-               "lateral8": "top_down.lateral.0", "smooth4": "top_down.smooth.0"}
-
-
-def _legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
 
 
 class CenterNet(nn.Module):
@@ -106,7 +95,7 @@ class CenterNet(nn.Module):
         self.size = head(w, 2)
         self.offset = head(w, 2)
         nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
-        self.register_load_state_dict_pre_hook(_legacy_keys)
+        self.register_load_state_dict_pre_hook(load_legacy_keys)  # checkpoints from before backbone.py
 
     def features(self, images: Tensor) -> Tensor:
         """The stride-4 map every head reads: (N, 3, H, W) -> (N, w, H/4, W/4)."""

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from facedet.config import FaceSSDConfig
 from facedet.errors import ConfigError
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from facedet.models.backbone import SmallBackbone, TopDown, conv_bn, conv_dw, rename_legacy_keys
+from facedet.models.backbone import SmallBackbone, TopDown, conv_bn, conv_dw, load_legacy_keys
 from facedet.models.detector import Detector
 from facedet.models.ssd import MultiBoxLoss, SSDPostprocess
 
@@ -117,16 +117,6 @@ def make_face_priors(height: int, width: int | None = None) -> Tensor:
 # --------------------------------------------------------------------------- 2. model
 
 
-# Layer names of checkpoints written before the base was shared (facedet.models.backbone)
-LEGACY_KEYS = {"stage1": "backbone.stem", "stage2": "backbone.stage3", "stage3": "backbone.stage4",
-               "stage4": "backbone.stage5", "lateral32": "top_down.lateral.1", "smooth16": "top_down.smooth.1",
-               "lateral16": "top_down.lateral.0", "smooth8": "top_down.smooth.0"}
-
-
-def _legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
-
-
 class FaceSSD(nn.Module):
     """A slim SSD for faces, fully convolutional: any input whose sides are multiples of 64.
 
@@ -161,7 +151,7 @@ class FaceSSD(nn.Module):
         for conv in [*self.loc, *self.cls]:
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
-        self.register_load_state_dict_pre_hook(_legacy_keys)
+        self.register_load_state_dict_pre_hook(load_legacy_keys)  # checkpoints from before backbone.py
 
     def features(self, images: Tensor) -> list[Tensor]:
         """The four prediction maps, strides 8, 16, 32, 64."""
