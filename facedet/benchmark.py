@@ -86,6 +86,7 @@ SAME_BACKBONE = (
     ("7 CenterNet", "same_centernet"),
 )
 LADDER_TITLES = {"seed": "seed-size ladder", "same": "same backbone (SmallBackbone, width 32)"}
+PLOT_TITLES = {"seed": "seed-size ladder", "same": "same backbone"}
 DEFAULT_LABEL = "5 FaceSSD (shipped default)"
 HAAR_LABEL = "classic: Haar cascade (OpenCV)"
 IOU_THRESHOLDS = (0.5, 0.3)
@@ -376,13 +377,14 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(format_markdown(ladder_rows, f"{LADDER_TITLES[ladder]}: {title}")
                         + "\n\nAt each detector's operating point (IoU 0.5; recall by face size: found share "
                         "(faces)):\n\n" + format_operating_points(ladder_rows))
-        written.append(plot_pr_curves(curves[ladder], out / png,
-                                      title=f"{LADDER_TITLES[ladder]}, IoU 0.5: {title.split(';')[0]}"))
+        colors = {label: f"C{i}" for i, label in enumerate(curves[ladder])}  # one colour per rung in both figures
+        written.append(plot_pr_curves(curves[ladder], out / png, colors=colors,
+                                      title=f"{PLOT_TITLES[ladder]}, IoU 0.5: {title.split(';')[0]}"))
         if ladder == "same":
             histories = {r.label: validation_history(Path(r.source)) for r in ladder_rows}
             histories = {label: h for label, h in histories.items() if h}
             if histories:
-                written.append(plot_validation_curves(histories, out / "validation_curves.png",
+                written.append(plot_validation_curves(histories, out / "validation_curves.png", colors=colors,
                                                       title="same backbone: validation AP50 while training"))
     table = "\n\n".join(sections)
     (out / "benchmark.md").write_text(table + "\n")

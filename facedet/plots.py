@@ -21,13 +21,15 @@ def plot_pr_curves(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],
     path: str | Path,
     title: str = "precision-recall",
+    colors: dict[str, str] | None = None,
 ) -> Path:
     """Save a PNG of precision-recall curves and return its path.
 
     curves: name -> (precision (K,), recall (K,)) in decreasing score order, as returned by
     `EvalResult.pr_curves()`. The legend gives each curve's all-point AP. Draws on a bare
     Agg canvas rather than through pyplot, so it works headless and leaves the caller's
-    matplotlib backend (a notebook's, say) untouched.
+    matplotlib backend (a notebook's, say) untouched. `colors` (name -> matplotlib colour) keeps
+    one detector's colour across figures.
     """
     fig = Figure(figsize=(6, 5), dpi=100)
     FigureCanvasAgg(fig)  # attaches itself to fig
@@ -39,7 +41,8 @@ def plot_pr_curves(
             precision, recall = np.zeros(1), np.zeros(1)
         ap = float(average_precision(precision, recall))
         # start each curve at recall 0 with its first precision, so a single point still shows as a line
-        ax.plot(np.r_[0.0, recall], np.r_[precision[:1], precision], lw=1.5, label=f"{name} (AP {ap:.3f})")
+        ax.plot(np.r_[0.0, recall], np.r_[precision[:1], precision], lw=1.5, label=f"{name} (AP {ap:.3f})",
+                color=(colors or {}).get(name))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")
@@ -48,18 +51,18 @@ def plot_pr_curves(
 
 
 def plot_validation_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path,
-                           title: str = "validation AP50 while training") -> Path:
+                           title: str = "validation AP50 while training", colors: dict[str, str] | None = None) -> Path:
     """Save a PNG of validation curves, one line per run, and return its path.
 
     curves: name -> [(images seen, AP50), ...] in training order. The x axis is images seen
-    (not epochs), so runs whose epochs differ in length share one axis.
+    (not epochs), so runs whose epochs differ in length share one axis. `colors` as plot_pr_curves.
     """
     fig = Figure(figsize=(6.5, 4.5), dpi=100)
     FigureCanvasAgg(fig)  # attaches itself to fig
     ax = fig.add_subplot()
     for name, points in curves.items():
         xs = [seen / 1000 for seen, _ in points]
-        ax.plot(xs, [ap for _, ap in points], marker="o", ms=3, lw=1.5, label=name)
+        ax.plot(xs, [ap for _, ap in points], marker="o", ms=3, lw=1.5, label=name, color=(colors or {}).get(name))
     ax.set_xlabel("images seen (thousands)")
     ax.set_ylabel("validation AP50")
     ax.set_ylim(0, 1.0)
