@@ -1,7 +1,7 @@
 """The small shared backbone: one MobileNet-style base that every rung can stand on.
 
-The seed rungs each bring their own network (a 4 M-parameter classifier, 413 M-parameter grid
-models, a 67 M-parameter YOLO, VGG16 for SSD), so when two rungs differ in accuracy it is
+The seed rungs each bring their own network (a 67 M-parameter classifier, 413 M-parameter grid
+and YOLO models, VGG16 for SSD), so when two rungs differ in accuracy it is
 hard to say how much of the gap is the rung's *idea* and how much is its size. The
 same-backbone ladder (`model.backbone: small`, benchmarks/train_same_backbone.sh) puts every
 rung's head on this one base, trained on the same data for the same number of images, so

@@ -115,7 +115,7 @@ class GridSmallModel(nn.Module):
     backbone.GridFeatures (SmallBackbone read as S x S cells) -> 1x1 conv -> sigmoid: one face
     probability per cell, (N, S, S) like the seed's models. Where the seed's 4096-d linear layer
     lets every cell read the whole image, here a cell reads its receptive field (231 px of a
-    256 px input at S = 7, so nearly the whole image anyway) at 1/2000 of the parameters.
+    256 px input at S = 7, so nearly the whole image anyway) at about 1/1800 of the parameters.
     """
 
     def __init__(self, width: int = 32, griddim: int = 7, image_size: int = 256) -> None:
