@@ -321,8 +321,8 @@ def _detectors(args: argparse.Namespace) -> list[tuple[str, str, Path, str]]:
         if not Path(path).is_file():
             raise CheckpointError(f"--checkpoint {name}: {path} not found")
         known = [i for i, e in enumerate(entries) if e[0] == name]
-        entry = (name, *(entries[known[0]][1:2] if known else (name,)), Path(path),
-                 entries[known[0]][3] if known else "seed")
+        label, ladder = (entries[known[0]][1], entries[known[0]][3]) if known else (name, "seed")
+        entry = (name, label, Path(path), ladder)
         if known:
             entries[known[0]] = entry
         else:
