@@ -126,32 +126,36 @@ def _truths(records: list[Record]) -> list[dict]:
     return [{"boxes": r.boxes.float(), "labels": r.labels.long(), "difficult": r.difficult.bool()} for r in records]
 
 
+def _batch_size(state: dict) -> int:
+    """The training batch of a checkpoint's run (per process), 0 when its config does not say."""
+    config = state.get("config")
+    return int(config.get("train", {}).get("batch_size", 0)) if isinstance(config, dict) else 0
+
+
 def images_seen(state: dict) -> int | None:
     """Training samples behind a checkpoint: stored since the trainer counts them, otherwise
     iterations x batch size (one process)."""
     if "images_seen" in state:
         return int(state["images_seen"])
-    batch = state.get("config", {}).get("train", {}).get("batch_size") if isinstance(state.get("config"), dict) else None
-    return int(state["iteration"]) * int(batch) if batch and "iteration" in state else None
+    batch = _batch_size(state)
+    return int(state["iteration"]) * batch if batch and "iteration" in state else None
 
 
 def validation_history(checkpoint: Path) -> list[tuple[int, float]]:
     """(images seen, validation AP50) of every validated epoch, from the metrics.csv that the
     trainer writes beside the checkpoint; [] when there is none or it holds no AP50 (the
-    classifier's validation scores crops, not boxes)."""
+    classifier's validation scores crops, not boxes). Runs from before the trainer counted
+    images: iterations x the checkpoint's batch size."""
     path = checkpoint.parent / "metrics.csv"
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    batch = (state.get("config") or {}).get("train", {}).get("batch_size", 0)
-    points = []
-    for row in rows:
-        if row.get("mAP50"):
-            seen = int(row["images_seen"]) if row.get("images_seen") else int(row["iteration"]) * int(batch)
-            points.append((seen, float(row["mAP50"])))
-    return points
+        rows = [row for row in csv.DictReader(f) if row.get("mAP50")]
+    if rows and not rows[0].get("images_seen"):
+        batch = _batch_size(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True))
+        for row in rows:
+            row["images_seen"] = int(row["iteration"]) * batch
+    return [(int(row["images_seen"]), float(row["mAP50"])) for row in rows]
 
 
 def _median_ms(fn, items, desc: str) -> float:

@@ -141,7 +141,6 @@ class FaceSSD(nn.Module):
         self.num_scores = num_classes + 1  # + background
         self.backbone = SmallBackbone(w)
         self.extra = nn.Sequential(conv_bn(8 * w, 2 * w, kernel=1), conv_dw(2 * w, 8 * w, stride=2))
-        self.fpn = fpn
         self.top_down = TopDown(self.backbone.channels[1:]) if fpn else None
         channels = (2 * w, 4 * w, 8 * w, 8 * w)  # of the four maps
         self.loc = nn.ModuleList(nn.Conv2d(c, k * 4, 3, padding=1) for c, k in zip(channels, priors_per_cell()))
