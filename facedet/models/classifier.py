@@ -104,9 +104,8 @@ class SmallClassifier(nn.Module):
     flattened 32 x 32 map are 4.3-67 M.
     """
 
-    def __init__(self, width: int = 32, image_size: int = 64) -> None:
+    def __init__(self, width: int = 32) -> None:
         super().__init__()
-        self.image_size = image_size
         self.backbone = SmallBackbone(width)
         self.fc = nn.Linear(self.backbone.channels[-1], 1)
 
@@ -151,7 +150,7 @@ def build_classifier(cfg: ClassifierConfig) -> Detector:
     the rest of the ladder uses, so crops and sliding-window scans share one convention.
     """
     if cfg.backbone == "small":
-        model: nn.Module = SmallClassifier(cfg.width, cfg.image_size)
+        model: nn.Module = SmallClassifier(cfg.width)
     else:
         model = CNNClassifier(embedding_dim=cfg.embedding_dim, image_size=cfg.image_size)
     return Detector(

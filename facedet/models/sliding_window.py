@@ -252,12 +252,12 @@ def detector_from_classifier(classifier: Detector, **options: Any) -> Detector:
     """A trained classifier Detector (task "classification") -> a detection Detector.
 
     options go to SlidingWindowDetector (window_sizes, scales, stride_fraction, batch_size,
-    image_side). The window side is the classifier's input (`model.image_size`, 128).
+    image_side). The window side is the classifier's input (`classifier.image_size`, 128 for the seed's).
     Feed the returned model whole photos, at any resolution, normalised with its mean/std.
     """
     if classifier.task != "classification":
         raise ConfigError(f"the sliding window needs a classifier checkpoint, got a '{classifier.task}' model")
-    window = getattr(classifier.model, "image_size", 128)
+    window = classifier.image_size or 128
     scanner = SlidingWindowDetector(classifier.model, window=window, **options)
     return Detector(model=scanner, criterion=NotTrainable(), postprocess=sliding_window_postprocess,
                     task="detection", mean=classifier.mean, std=classifier.std, input_policy="whole",
