@@ -22,9 +22,12 @@ from facedet.models import build_model
 from facedet.models.detector import Detector, fuse_batchnorm
 from facedet.models.sliding_window import detector_from_classifier
 
-# The face detector shipped with the package: what facedet.load() and facedet.infer use
-# when no checkpoint is given (model card: facedet/weights/MODEL_CARD.md).
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "face_default.pt"
+# The detectors shipped with the package, one checkpoint each, named by its file's stem
+# (model card: facedet/weights/MODEL_CARD.md). The default face detector is what
+# facedet.load() and facedet.infer use when no checkpoint is given.
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"
+DEFAULT_DETECTOR = "face_default"
+SHIPPED_CHECKPOINT = SHIPPED_WEIGHTS / f"{DEFAULT_DETECTOR}.pt"
 # The operating point of a checkpoint that stores none: confident detections only.
 DEFAULT_MIN_SCORE = 0.5
 
@@ -127,21 +130,44 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu", override
     return detector
 
 
+def list_detectors() -> list[str]:
+    """The names of the shipped detectors, the default face detector first.
+
+        facedet.list_detectors()     # ['face_default', 'centernet', 'classifier', ...]
+        facedet.load("retinanet")    # any of them by name
+    """
+    names = sorted(path.stem for path in SHIPPED_WEIGHTS.glob("*.pt"))
+    return sorted(names, key=lambda name: name != DEFAULT_DETECTOR)
+
+
+def resolve_checkpoint(name_or_path: str | Path | None) -> Path:
+    """The file behind a checkpoint argument: None -> the default detector, a shipped
+    detector's name (see `list_detectors`) -> its file, anything else -> a path."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_DETECTOR
+    path, shipped = Path(name_or_path), list_detectors()
+    if path.is_file() or path.suffix or len(path.parts) > 1:  # a file first, even one named like a detector
+        return path
+    if path.name in shipped:
+        return SHIPPED_WEIGHTS / f"{path.name}.pt"
+    raise CheckpointError(f"{name_or_path}: neither a checkpoint file nor a shipped detector "
+                          f"(shipped: {', '.join(shipped) or 'none'}; or train one: python -m facedet.train "
+                          "--config quickstart.yaml, then pass its runs/<name>/best.pt)")
+
+
 def load(path: str | Path | None = None, device: torch.device | str = "auto", overrides: Sequence[str] = ()) -> Detector:
-    """A checkpoint as a ready-to-call detector; the shipped face detector when `path` is None.
+    """A checkpoint as a ready-to-call detector: the default face detector when `path` is None,
+    a shipped detector by name (`list_detectors()`), or a checkpoint file.
 
         det = facedet.load()
         found = det("photo.jpg")     # Detections, boxes in the photo's pixels
+        grid = facedet.load("grid7") # a shipped rung of the ladder
 
     A classifier checkpoint (rung 1) comes back inside a sliding window (rung 2), so every
     checkpoint can detect. For speed, BatchNorm layers are folded into the convolutions before
     them (`fuse_batchnorm`): use `load_detector` for a model to train or export.
     """
-    if path is None:
-        path = SHIPPED_CHECKPOINT
-        if not path.exists():
-            raise CheckpointError(f"no shipped detector at {path}; train one (python -m facedet.train --config "
-                                  "quickstart.yaml) and pass its runs/<name>/best.pt")
+    path = resolve_checkpoint(path)
     if isinstance(device, str) and device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     detector = load_detector(path, device, overrides)

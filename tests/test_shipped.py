@@ -1,0 +1,55 @@
+"""The shipped detectors and photos: every name facedet.list_detectors() gives loads and detects,
+and the default detector finds the faces of the shipped public-domain photos."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import facedet
+from facedet.boxes import box_iou
+from facedet.checkpoint import SHIPPED_WEIGHTS, resolve_checkpoint
+from facedet.errors import CheckpointError
+from facedet.photos import PHOTOS, photo_path
+
+
+def test_the_default_detector_is_listed_first_and_every_listed_name_is_a_shipped_file():
+    names = facedet.list_detectors()
+    assert names[0] == "face_default"
+    assert names == ["face_default"] + sorted(names[1:])
+    for name in names:
+        assert resolve_checkpoint(name) == SHIPPED_WEIGHTS / f"{name}.pt"
+
+
+@pytest.mark.parametrize("name", facedet.list_detectors())
+def test_every_shipped_detector_loads_by_name_and_detects_on_a_real_photo(name):
+    det = facedet.load(name, device="cpu")
+    found = det(photo_path("astronaut"))
+    assert found.boxes.shape[1:] == (4,) and len(found.scores) == len(found.boxes)
+    assert det.source.endswith(f"{name}.pt")
+
+
+@pytest.mark.parametrize("photo", sorted(PHOTOS))
+def test_the_default_detector_finds_the_face_of_each_shipped_photo(photo):
+    found = facedet.load(device="cpu")(photo_path(photo))
+    truth = torch.tensor(PHOTOS[photo].faces, dtype=torch.float32)
+    assert len(found.boxes) >= 1
+    assert box_iou(found.boxes, truth).max(dim=0).values.min() >= 0.5
+
+
+def test_an_unknown_name_is_refused_with_the_shipped_names():
+    with pytest.raises(CheckpointError, match="face_default"):
+        facedet.load("no_such_detector")
+
+
+def test_a_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    shutil.copy(SHIPPED_WEIGHTS / "face_default.pt", tmp_path / "retinanet")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_checkpoint("retinanet") == tmp_path.joinpath("retinanet").relative_to(tmp_path)
+    assert facedet.load("retinanet", device="cpu").config.model.name == "face_ssd"
+
+
+def test_a_missing_file_path_is_not_taken_for_a_name(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        facedet.load(tmp_path / "face_default")
