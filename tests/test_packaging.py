@@ -1,5 +1,6 @@
 """What `pip install .` ships: a wheel built from this tree holds the configs and the default detector,
 and a config name resolves from any folder once installed (not only in an editable checkout)."""
+import os
 import subprocess
 import sys
 import zipfile
@@ -29,6 +30,8 @@ def test_wheel_ships_every_config_and_the_default_detector(wheel):
     shipped = sorted(p.name for p in (ROOT / "facedet" / "configs").glob("*.yaml"))
     assert shipped and all(f"facedet/configs/{name}" in names for name in shipped)
     assert "facedet/weights/face_default.pt" in names
+    assert all(f"facedet/weights/{p.name}" in names for p in (ROOT / "facedet" / "weights").glob("*.pt"))
+    assert all(f"facedet/photos/{p.name}" in names for p in (ROOT / "facedet" / "photos").glob("*.jpg"))
 
 
 def test_config_name_resolves_from_an_unpacked_wheel_in_another_folder(wheel, tmp_path):
@@ -43,3 +46,15 @@ def test_config_name_resolves_from_an_unpacked_wheel_in_another_folder(wheel, tm
     assert result.returncode == 0, result.stderr[-2000:]
     path, name = result.stdout.split()
     assert Path(path).is_relative_to(site) and name
+
+
+def test_a_folder_named_facedet_in_the_current_directory_does_not_shadow_the_package(tmp_path):
+    """Run from the folder that holds a clone named `facedet`, `import facedet` must still find the
+    installed package, not the clone as an empty namespace package (pyproject's package-dir makes
+    `pip install -e .` a plain path entry; an import hook would lose to the namespace package)."""
+    (tmp_path / "facedet" / "notebooks").mkdir(parents=True)  # a clone's root: no __init__.py
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", "import facedet; print(facedet.load.__module__)"], cwd=tmp_path,
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "facedet.checkpoint"
