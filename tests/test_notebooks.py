@@ -17,7 +17,10 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-CHAPTERS = ["00_boxes", "01_classifier", "02_sliding_window", "03_grid", "04_yolo_face", "05_ssd300", "06_viola_jones", "07_retinanet", "08_centernet"]
+# Numbered in reading order once for the whole course: the gaps (04 localization, 06 two-stage,
+# 10 augmentation, 13 capstone) are chapters still to be written, which slot in without renaming.
+CHAPTERS = ["00_boxes", "02_viola_jones", "03_classifier", "05_sliding_window", "07_grid", "08_yolo_face",
+            "09_ssd300", "11_retinanet", "12_centernet"]
 MAX_NOTEBOOK_BYTES = 1_500_000
 
 
