@@ -1,7 +1,7 @@
 """Run the chapter notebooks and store them with their outputs, so they read as they ran.
 
     python notebooks/execute.py                  # every chapter, written back in place
-    python notebooks/execute.py 03_grid          # one chapter
+    python notebooks/execute.py 07_grid          # one chapter
 
 Each notebook runs in a fresh temporary folder (its runs/ and figures/ land there and are
 thrown away) with FACEDET_CACHE shared between the chapters of one call, MPLBACKEND=Agg and
@@ -138,7 +138,7 @@ def stale_outputs(stored: nbformat.NotebookNode, now: nbformat.NotebookNode) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python notebooks/execute.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("chapters", nargs="*", help="chapter names, e.g. 03_grid (default: all)")
+    parser.add_argument("chapters", nargs="*", help="chapter names, e.g. 07_grid (default: all)")
     args = parser.parse_args(argv)
     paths = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
     if args.chapters:
