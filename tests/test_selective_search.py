@@ -127,9 +127,13 @@ def test_segmentation_of_tiny_and_flat_images():
 
 def test_against_scikit_image_where_installed():
     segmentation = pytest.importorskip("skimage.segmentation", reason="scikit-image is not installed (optional check)")
-    image, truth = three_rectangles(seed=3)
-    theirs = segmentation.felzenszwalb(image.astype(np.uint8), scale=100, sigma=0.8, min_size=20)
-    assert same_partition(theirs, felzenszwalb(image, k=100, sigma=0.8, min_size=20))
+    rng = np.random.default_rng(3)
+    blocks = np.kron(rng.uniform(0, 255, (8, 10, 3)), np.ones((8, 8, 1))) + rng.normal(0, 12, (64, 80, 3))
+    for image in (three_rectangles(seed=3)[0], blocks):
+        pixels = np.clip(image, 0, 255).astype(np.uint8)  # skimage takes 0-255 uint8 as k's scale
+        for k, min_size in ((50, 20), (100, 20), (300, 50)):
+            theirs = segmentation.felzenszwalb(pixels, scale=k, sigma=0.8, min_size=min_size)
+            assert same_partition(theirs, felzenszwalb(pixels.astype(np.float64), k=k, sigma=0.8, min_size=min_size))
 
 
 # ---------------------------------------------------------------- descriptors and grouping
