@@ -3,7 +3,8 @@
 Selective Search takes seconds per photo, and R-CNN / Fast R-CNN read the same proposals every
 epoch, so they are computed once: one file per data split and settings,
 
-    <cache_dir>/<name>-<settings digest>.pt = {"settings": {...}, "photos": {path: {"boxes": (P, 4), "seconds": s}}}
+    <cache_dir>/<name>-<settings digest>.pt
+        = {"settings": {...}, "photos": {path: {"boxes": (P, 4), "seconds": wall s, "cpu_seconds": s}}}
 
 Photos already in the file are not computed again, so a larger --max-images only adds the
 new ones, and an interrupted run keeps what it had (the file is rewritten every `save_every`
@@ -52,7 +53,7 @@ def proposals_path(folder: Path, name: str, settings: dict) -> Path:
 
 def cached_proposals(records: Sequence[Record], name: str, config: SelectiveSearchConfig = SelectiveSearchConfig(),
                      keep: int = 2000, folder: Path | None = None, save_every: int = 10,
-                     progress: Callable[[int, int, float], None] | None = None) -> tuple[list[Tensor], list[float]]:
+                     progress: Callable[[int, int, float], None] | None = None) -> tuple[list[Tensor], list[dict]]:
     """Selective Search boxes for each record's photo, from the cache or computed (and stored).
 
     name: the split's name in the file name, e.g. "faces-caltech-val"; keep: the best-ranked
@@ -71,17 +72,19 @@ def cached_proposals(records: Sequence[Record], name: str, config: SelectiveSear
     missing = [r for r in records if str(r.image_path) not in photos]
     for done, record in enumerate(missing, start=1):
         rgb = np.asarray(load_image(record.image_path))
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         boxes = selective_search(rgb, config)[:keep]
         seconds = time.perf_counter() - start
-        photos[str(record.image_path)] = {"boxes": boxes, "seconds": seconds}
+        # CPU time as well: on a shared machine the wall time mostly measures the other jobs
+        photos[str(record.image_path)] = {"boxes": boxes, "seconds": seconds,
+                                          "cpu_seconds": time.process_time() - start_cpu}
         if progress is not None:
             progress(done, len(missing), seconds)
         if done % save_every == 0 or done == len(missing):
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(store, path)
     entries = [photos[str(r.image_path)] for r in records]
-    return [e["boxes"] for e in entries], [float(e["seconds"]) for e in entries]
+    return [e["boxes"] for e in entries], [{k: float(v) for k, v in e.items() if k != "boxes"} for e in entries]
 
 
 def proposal_recall(proposals: Sequence[Tensor], targets: Sequence[Tensor], counts: Sequence[int],

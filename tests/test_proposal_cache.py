@@ -46,15 +46,15 @@ def test_proposals_are_computed_once_and_stored_per_settings(tmp_path):
     records = write_photos(tmp_path, 3)
     config = SelectiveSearchConfig.single()
     calls = []
-    boxes, seconds = cached_proposals(records[:2], "toy-val", config, keep=5, folder=tmp_path / "cache",
+    boxes, timings = cached_proposals(records[:2], "toy-val", config, keep=5, folder=tmp_path / "cache",
                                       progress=lambda done, total, s: calls.append((done, total)))
-    assert calls == [(1, 2), (2, 2)] and len(boxes) == 2 and all(s > 0 for s in seconds)
+    assert calls == [(1, 2), (2, 2)] and len(boxes) == 2 and all(t["seconds"] > 0 and t["cpu_seconds"] > 0 for t in timings)
     assert all(0 < len(b) <= 5 and b.shape[1] == 4 for b in boxes)
     calls.clear()
-    again, seconds_again = cached_proposals(records, "toy-val", config, keep=5, folder=tmp_path / "cache",
+    again, timings_again = cached_proposals(records, "toy-val", config, keep=5, folder=tmp_path / "cache",
                                             progress=lambda done, total, s: calls.append((done, total)))
     assert calls == [(1, 1)]  # only the third photo was new
-    assert all(torch.equal(a, b) for a, b in zip(boxes, again[:2])) and seconds_again[:2] == seconds
+    assert all(torch.equal(a, b) for a, b in zip(boxes, again[:2])) and timings_again[:2] == timings
     other = proposals_path(tmp_path / "cache", "toy-val", settings_of(replace(config, seed=1), 5))
     stored = proposals_path(tmp_path / "cache", "toy-val", settings_of(config, 5))
     assert stored.exists() and other != stored  # other settings, another file
