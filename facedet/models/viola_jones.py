@@ -298,15 +298,15 @@ class ViolaJonesCascade(nn.Module):
         """Feature scales of the scan: window side min_window * 1.25^k up to the image (or max_window)."""
         largest = min(height, width) if not self.max_window else min(height, width, self.max_window)
         scales, scale = [], self.min_window / self.window
-        while round(self.window * scale) <= largest:
+        while pixels(self.window * scale) <= largest:
             scales.append(scale)
             scale *= self.scale_factor
         return scales
 
     def grid(self, height: int, width: int, scale: float) -> tuple[int, int, int, int]:
-        """The windows of one scale: (side, step, rows, cols); windows every round(scan_step * scale) px."""
-        side = round(self.window * scale)
-        step = max(1, round(self.scan_step * scale))
+        """The windows of one scale: (side, step, rows, cols); windows every pixels(scan_step * scale) px."""
+        side = pixels(self.window * scale)
+        step = max(1, pixels(self.scan_step * scale))
         return side, step, (height - side) // step + 1, (width - side) // step + 1
 
     def windows(self, height: int, width: int, scale: float) -> Tensor:
@@ -321,11 +321,12 @@ class ViolaJonesCascade(nn.Module):
         (corner_y (S, 16), corner_x (S, 16), corner_weights (S, 16)) such that
         sum_k corner_weights[k] * ii[y + corner_y[k], x + corner_x[k]] = sum_r w_r area_r sum_r / scaled_area_r.
 
-        Edges are rounded to whole pixels (so adjacent rectangles stay adjacent); dividing each
-        rectangle's sum by its rounded area and multiplying by its 24-px area keeps the value
-        what the stump was trained on.
+        Edges are rounded to whole pixels by `pixels`' rule, the window's (so adjacent rectangles
+        stay adjacent, and an edge on the 24-px window's border lands on the scaled window's);
+        dividing each rectangle's sum by its rounded area and multiplying by its 24-px area keeps
+        the value what the stump was trained on.
         """
-        scaled = torch.floor(self.rects.double() * scale + 0.5).long()            # (S, 4, 4)
+        scaled = torch.floor(self.rects.double() * scale + 0.5).long()            # (S, 4, 4), as pixels()
         coefficients = self.rect_weights.double() * _area(self.rects) / _area(scaled).clamp(min=1)  # (S, 4)
         x0, y0, x1, y1 = scaled.unbind(-1)                                          # (S, 4) each
         corner_y = torch.stack([y1, y0, y1, y0], -1).reshape(len(scaled), 16)      # (S, 16)
@@ -476,6 +477,14 @@ class ViolaJonesCascade(nn.Module):
             boxes[b, : len(score)] = (self.window_to_box(windows) / scale).clamp(0, 1)
             scores[b, : len(score)] = score
         return boxes.to(images.device), scores.to(images.device)
+
+
+def pixels(length: float) -> int:
+    """A scaled length in whole pixels, halves rounded up: the one rule for window sides, steps
+    and feature edges. (Python's round() sends halves to the even integer: with a 26-px first
+    window the second is 26 x 1.25 = 32.5 px, round() made it 32 while its features' edges,
+    rounded up, reached 33, one pixel outside the window and past the edge of the photo.)"""
+    return math.floor(length + 0.5)
 
 
 def _area(rects: Tensor) -> Tensor:
