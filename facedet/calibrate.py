@@ -55,13 +55,28 @@ def validation_detections(detector: Detector, root: str, split: str, classes: st
     return predict(detector, loader, EvalConfig(min_score=0.01), desc=f"detect {Path(root).name}")
 
 
+def set_labels(folders: list[str]) -> list[str]:
+    """A readable name per data set folder, distinct: the fewest trailing path parts that tell
+    the folders apart (/d/faces-caltech, /d/faces-mask -> faces-caltech, faces-mask;
+    /x/a/val, /x/b/val -> a/val, b/val). The folders must be distinct."""
+    parts = [Path(folder).parts for folder in folders]
+    labels = []
+    for own in parts:
+        depth = 1
+        while depth < len(own) and any(other != own and other[-depth:] == own[-depth:] for other in parts):
+            depth += 1
+        labels.append("/".join(own[-depth:]))
+    return labels
+
+
 def calibrate(detector: Detector, roots: list[str], split: str = "val", classes: str = "face",
               precision: float = 0.9, workers: int = 2, rule: str = "f1", max_images: int = 0) -> dict:
     """The operating point (see the module docstring) as the dict stored in checkpoints."""
     if rule not in RULES:
         raise ConfigError(f"--rule {rule!r}: expected one of {', '.join(RULES)}")
-    found = {Path(root.rstrip("/")).name: validation_detections(detector, root, split, classes, workers, max_images)
-             for root in roots}
+    folders = list(dict.fromkeys(str(Path(root).resolve()) for root in roots))  # a folder given twice is one set
+    found = {label: validation_detections(detector, root, split, classes, workers, max_images)
+             for label, root in zip(set_labels(folders), folders)}
     num_classes = len(detector.class_names)
     per_set_threshold = {name: threshold_for_precision(dets, truths, num_classes, precision)
                          for name, (dets, truths) in found.items()}
