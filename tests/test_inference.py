@@ -10,6 +10,8 @@ without a trained network.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -210,6 +212,19 @@ def test_paths_pil_images_arrays_and_tensors_are_one_photo(tmp_path):
     for item in [tmp_path / "p.png", str(tmp_path / "p.png"), Image.fromarray(pixels), pixels, photo,
                  pixels[:, :, 0]]:
         assert same_boxes(det(item), boxes), type(item)
+
+
+def test_an_array_of_a_pil_image_is_read_without_a_warning(tmp_path):
+    """np.asarray(Image.open(p)) is read-only; torch.from_numpy of it warns (once per process,
+    hence a fresh interpreter)."""
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(tmp_path / "photo.png")
+    code = ("import numpy as np, facedet; from PIL import Image\n"
+            f"array = np.asarray(Image.open({str(tmp_path / 'photo.png')!r}))\n"
+            "assert not array.flags.writeable\n"
+            "print(len(facedet.load(device='cpu')(array)))")
+    run = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().isdigit(), run.stderr
+    assert run.stderr == "", run.stderr
 
 
 def test_to_image_tensor_refuses_what_is_not_an_image():

@@ -102,7 +102,9 @@ def to_image_tensor(image: ImageLike) -> Tensor:
             array = np.repeat(array[:, :, None], 3, axis=2)
         if array.ndim != 3 or array.shape[2] not in (3, 4):
             raise DataError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array[:, :, :3])).permute(2, 0, 1)
+        # a copy, always: np.asarray(Image.open(p)) is read-only, and torch.from_numpy warns about
+        # (and would share) an array it may not write; the float conversion below copies anyway
+        tensor = torch.from_numpy(np.array(array[:, :, :3])).permute(2, 0, 1)
         if array.dtype == np.uint8:
             return tensor.float().div_(255.0)
         if array.dtype == np.uint16:
