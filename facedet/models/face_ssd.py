@@ -86,7 +86,7 @@ def priors_per_cell() -> tuple[int, ...]:
 
 def make_face_priors(height: int, width: int | None = None) -> Tensor:
     """The face priors of a `height` x `width` input (multiples of 64), (P, 4) "cxcywh"
-    fractional of that input, clamped to [0, 1].
+    fractional of that input, NOT clamped.
 
     Order = order of the concatenated predictions: map by map (stride 8 first), cells row by
     row, and in each cell side by side (smallest first), each side in every aspect of FACE_ASPECTS.
@@ -94,7 +94,14 @@ def make_face_priors(height: int, width: int | None = None) -> Tensor:
     P = 40*40*6 + 20*20*4 + 10*10*4 + 5*5*6 = 11,750 for 320 x 320.
 
     Toy check (64 x 64: one 1 x 1 map of stride 64 has cx = cy = 0.5, and its square of
-    side 128 px is 2.0 wide before the clamp to [0, 1]).
+    side 128 px is 2.0 wide).
+
+    Why no clamp: SSD300's priors are fractions of its one input size, and clamping them to
+    [0, 1] caps the extra prior of its last map at the whole image. These sides are pixels: the
+    network learns its offsets against a 256 px prior on 320 px crops, so that prior must stay
+    256 px on a 180 x 200 photo (padded to 192 x 256) too; clamping the fractions would shrink it
+    to the input's side there, and the same output would decode to a smaller box. A prior that
+    overhangs the input is harmless: decoded boxes are clipped to the photo (facedet.models.detector).
     """
     width = height if width is None else width
     if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE or height <= 0 or width <= 0:
@@ -111,7 +118,7 @@ def make_face_priors(height: int, width: int | None = None) -> Tensor:
         cxcy = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2)  # (rows*cols, 1, 2), row by row
         priors = torch.cat([cxcy.expand(-1, len(shapes), 2), wh.expand(rows * cols, -1, 2)], dim=-1)
         all_priors.append(priors.reshape(-1, 4))  # (rows*cols*A, 4)
-    return torch.cat(all_priors).clamp_(0.0, 1.0)
+    return torch.cat(all_priors)  # (P, 4); no clamp, see above
 
 
 # --------------------------------------------------------------------------- 2. model
