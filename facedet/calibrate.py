@@ -42,8 +42,9 @@ RULES = ("f1", "precision")
 
 def validation_detections(detector: Detector, root: str, split: str, classes: str,
                           workers: int = 2, max_images: int = 0) -> tuple[list[dict], list[dict]]:
-    """The detector's detections (min_score 0.01, as infer runs it otherwise) and the truths of one
-    set (its first `max_images` photos when that is > 0)."""
+    """The detector's detections and the truths of one set (its first `max_images` photos when that
+    is > 0): run as infer runs it (its own NMS IoU and top_k), down to evaluation's min_score
+    (EvalConfig's), so that every threshold above that can be read off."""
     records, names = load_records(DataConfig(root=root, classes=classes), split)
     if max_images > 0:
         records = records[:max_images]
@@ -52,7 +53,8 @@ def validation_detections(detector: Detector, root: str, split: str, classes: st
                           "pass --classes face for face data")
     loader = torch.utils.data.DataLoader(DetectionDataset(records), batch_size=8, num_workers=workers,
                                          collate_fn=collate_photos)
-    return predict(detector, loader, EvalConfig(min_score=0.01), desc=f"detect {Path(root).name}")
+    settings = EvalConfig(nms_iou=detector.nms_iou, top_k=detector.top_k)
+    return predict(detector, loader, settings, desc=f"detect {Path(root).name}")
 
 
 def set_labels(folders: list[str]) -> list[str]:

@@ -124,7 +124,8 @@ def test_builder_via_models():
     assert torch.equal(detector.criterion.priors, make_face_priors(128))
     detector.model.eval()
     with torch.no_grad():
-        detections = detector.postprocess(detector.model(torch.randn(1, 3, 128, 128)), top_k=10)
+        detections = detector.postprocess(detector.model(torch.randn(1, 3, 128, 128)), min_score=0.01, nms_iou=0.45,
+                                        top_k=10)
     assert len(detections) == 1 and detections[0]["boxes"].shape[1] == 4
     assert len(detections[0]["boxes"]) <= 10
 
@@ -169,7 +170,7 @@ def test_overfits_one_batch_of_synthetic_scenes():
     assert losses[-1] < 0.5 * losses[0], losses[::10]
     detector.model.eval()  # BatchNorm's running statistics must also have learnt the batch
     with torch.no_grad():
-        detections = detector.postprocess(detector.model(images), min_score=0.3, top_k=20)
+        detections = detector.postprocess(detector.model(images), min_score=0.3, nms_iou=0.45, top_k=20)
     for det, target in zip(detections, targets):
         assert len(det["boxes"]) > 0
         assert (box_iou(target["boxes"], det["boxes"]).max(dim=1).values >= 0.5).all()

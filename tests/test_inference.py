@@ -57,7 +57,7 @@ def bright_detector() -> Detector:
     priors = make_face_priors(320)
     return Detector(BrightSquares(), nn.Identity(), SSDPostprocess(priors, prior_fn=make_face_priors),
                     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), image_size=320, input_policy="scalable",
-                    max_size=0, size_multiple=64, class_names=["face"], min_score=0.5)
+                    max_size=0, size_multiple=64, class_names=["face"], min_score=0.5, nms_iou=0.45, top_k=200)
 
 
 def photo_with_squares(h: int, w: int, cells: list[tuple[int, int]], side: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,7 +328,7 @@ def test_folding_batchnorm_keeps_the_outputs_and_the_parameter_count():
         got = fused(images)
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
-    det = Detector(fused, nn.Identity(), lambda o, **k: o)
+    det = Detector(fused, nn.Identity(), lambda o, **k: o, min_score=0.5, nms_iou=0.45, top_k=200)
     assert det.num_parameters == count
 
 

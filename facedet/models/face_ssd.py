@@ -36,7 +36,9 @@ from facedet.config import FaceSSDConfig
 from facedet.errors import ConfigError
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.models.backbone import SmallBackbone, TopDown, conv_bn, conv_dw, load_legacy_keys
-from facedet.models.detector import Detector
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
+# Deliberately rung -> rung: FaceSSD IS an SSD, with other priors and another base. Its loss and
+# post-processing are SSD's own (rung 5's idea), reused unchanged, not rewritten.
 from facedet.models.ssd import MultiBoxLoss, SSDPostprocess
 
 # --------------------------------------------------------------------------- 1. priors
@@ -195,5 +197,6 @@ def build_face_ssd(cfg: FaceSSDConfig) -> Detector:
                              focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
     postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax", prior_fn=make_face_priors)
     return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size,
-                    input_policy="scalable", max_size=DEFAULT_MAX_SIZE, size_multiple=INPUT_MULTIPLE)
+                    input_policy="scalable", max_size=DEFAULT_MAX_SIZE, size_multiple=INPUT_MULTIPLE,
+                    min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)
 

@@ -24,7 +24,7 @@ Reading order:
     train_stage             AdaBoost until a stage meets its target rates
     ViolaJonesCascade       the trained cascade as an nn.Module (buffers, no parameters): scan
     window_support          a window's score: how many overlapping windows agree with it
-    viola_jones_postprocess detections -> NMS (boxes.batched_nms) -> top_k
+    viola_jones_postprocess detections -> the windows' merge (boxes.merge_windows) -> top_k
     build_viola_jones       the Detector
 The training loop (bootstrapped negatives, checkpoints) is facedet/boosting.py.
 """
@@ -38,12 +38,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from facedet.boxes import box_iou
+from facedet.boxes import MAX_CONTAINED, box_iou, merge_windows
 from facedet.config import ViolaJonesConfig
 from facedet.errors import FacedetError
-from facedet.models.detector import Detector
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
 from facedet.models.haar_features import MAX_RECTS, WINDOW, HaarFeatures, integral_image, window_mean_std
-from facedet.models.sliding_window import sliding_window_postprocess
 
 # ITU-R BT.601 luma: the grey level the cascade sees (it was designed for grey images)
 LUMA = (0.299, 0.587, 0.114)
@@ -512,11 +511,12 @@ def window_support(boxes: Tensor, scores: Tensor, chunk: int = 1024) -> Tensor:
     return scores * (1 - torch.exp(-support))
 
 
-def viola_jones_postprocess(outputs: tuple[Tensor, Tensor], min_score: float = 0.5, nms_iou: float = 0.3,
-                            top_k: int = 100, max_contained: float | None = 0.8) -> list[dict[str, Tensor]]:
+def viola_jones_postprocess(outputs: tuple[Tensor, Tensor], *, min_score: float, nms_iou: float, top_k: int,
+                            max_contained: float | None = MAX_CONTAINED) -> list[dict[str, Tensor]]:
     """The cascade's windows -> detections: each window scored by its support (`window_support`),
-    then the sliding window's merge (NMS from facedet.boxes across all sizes, then windows nested
-    in a better one dropped unless max_contained is None). Padding (score -1) never passes.
+    then merged as the sliding window's are (facedet.boxes.merge_windows: NMS across all sizes,
+    then windows nested in a better one dropped unless max_contained is None). Padding (score -1)
+    never passes.
 
     outputs: (boxes (B, P, 4) "xyxy" fractional, scores (B, P)). Returns per image
     {"boxes": (K, 4) "xyxy" fractional, "scores": (K,), "labels": (K,) zeros}, K <= top_k.
@@ -526,8 +526,7 @@ def viola_jones_postprocess(outputs: tuple[Tensor, Tensor], min_score: float = 0
     for b in range(len(scores)):
         real = scores[b] >= 0
         supported[b, real] = window_support(boxes[b, real], scores[b, real])
-    return sliding_window_postprocess((boxes, supported), min_score=max(min_score, 0.0), nms_iou=nms_iou,
-                                      top_k=top_k, max_contained=max_contained)
+    return merge_windows(boxes, supported, max(min_score, 0.0), nms_iou, top_k, max_contained)
 
 
 class NotDifferentiable(nn.Module):
@@ -548,4 +547,4 @@ def build_viola_jones(cfg: ViolaJonesConfig) -> Detector:
                                 min_window=cfg.min_window, max_window=cfg.max_window)
     return Detector(model=cascade, criterion=NotDifferentiable(), postprocess=viola_jones_postprocess,
                     task="detection", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), image_size=cfg.image_size,
-                    input_policy="whole")
+                    input_policy="whole", min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)
