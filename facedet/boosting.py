@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
@@ -35,6 +34,7 @@ from facedet.data.dataset import DetectionDataset, collate_photos
 from facedet.data.loaders import load_records
 from facedet.data.record import Record
 from facedet.data.synthetic import ensure_synthetic_nonfaces
+from facedet.data.transforms import resize_image
 from facedet.errors import ConfigError
 from facedet.evaluation import evaluate_detections
 from facedet.files import atomic_save
@@ -91,12 +91,10 @@ def nonface_photos(cfg: Config) -> list[Tensor]:
 
 def crop_windows(grey: Tensor, windows: Tensor, size: int) -> Tensor:
     """Cut square windows (K, 4) "xyxy" pixels out of a grey image (H, W) and resize each to
-    size x size (antialiased bilinear, like the face crops). Returns (K, size, size) int64."""
+    size x size (facedet.data.transforms.resize_image, like the face crops). Returns (K, size, size) int64."""
     out = torch.empty(len(windows), size, size, dtype=torch.int64)
     for k, (x0, y0, x1, y1) in enumerate(windows.long().tolist()):
-        patch = grey[y0:y1, x0:x1].float()[None, None]
-        resized = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        out[k] = resized[0, 0].round().clamp(0, 255).long()
+        out[k] = resize_image(grey[y0:y1, x0:x1].float(), (size, size)).round().clamp(0, 255).long()
     return out
 
 

@@ -11,8 +11,12 @@ This module is facedet's only home of box geometry. The overlap family shares on
     box_iou_batched      every pair within each group (G, N, 4), (G, M, 4) -> (G, N, M)
     elementwise_box_ioa  intersection over the first box's area (COCO's crowd regions)
     generalized_box_iou  GIoU of matched pairs (..., 4), (..., 4) -> (...), for box losses
-and greedy NMS has one engine, `greedy_nms_mask`, under `nms` and `batched_nms`.
-`gaussian_radius` is the IoU geometry behind CenterNet's heatmap targets.
+and greedy NMS has one engine, `greedy_nms_mask`, under `nms`, `batched_nms` and the rungs'
+post-processing helpers. `gaussian_radius` is the IoU geometry behind CenterNet's heatmap targets.
+Shared by several rungs, so written here once:
+    multiclass_nms       per-class score filter + NMS + top_k of a batch (the SSD family)
+    suppress_nested, merge_windows   NMS for windows of very different sizes (sliding window, Viola-Jones)
+    pad_targets, match_priors        a batch's targets as padded tensors; SSD's prior matching
 
 Toy example to check by hand: two 2x2 squares side by side, overlapping by one column,
     box_iou(tensor([[0., 0, 2, 2]]), tensor([[1., 0, 3, 2]]))  ->  [[1/3]]
@@ -20,6 +24,9 @@ Toy example to check by hand: two 2x2 squares side by side, overlapping by one c
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -299,6 +306,168 @@ def batched_nms(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor, iou_threshol
     pairs with different labels out, which is exact at any coordinate scale.
     """
     return _nms(boxes_xyxy, scores, iou_threshold, labels=labels)
+
+
+# ----------------------------------------------------------------------------- shared by several rungs
+# Post-processing and matching that more than one rung uses, written once: SSD's class-aware NMS
+# (SSD300, FaceSSD, the fast.ai head), the windows' merge (sliding window, Viola-Jones), and the
+# prior/anchor matching of the SSD family (with RetinaNet's own rule in models/retinanet.py).
+
+
+def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: float,
+                   top_k: int, candidates: int | None = None) -> list[dict[str, Tensor]]:
+    """Per-class score filter + per-class NMS + top_k, for a batch, all classes at once.
+
+    boxes  (B, P, 4) "xyxy" (one box per prior, shared by the classes)
+    scores (B, P, C) probabilities of the C object classes (no background column)
+    Every (image, class) pair is a group: its boxes scoring >= min_score, best first.
+    Only the best `candidates` of each group enter one padded NMS (`greedy_nms_mask`,
+    all groups at once). The top_k boxes of an image are shared by its
+    C classes, so the default is 4 * top_k / C (at most top_k): the IoU work grows with its
+    square. A group cut short could still own a box of the final top_k if most of its
+    candidates were suppressed; when that can happen the cut is doubled and NMS redone, so
+    the result is always that of NMS on every candidate.
+    returns per image {"boxes" (K, 4) "xyxy", "scores" (K,), "labels" (K,) 0-based},
+    K <= top_k, sorted by decreasing score.
+    """
+    b, p, c = scores.shape
+    group_scores = scores.transpose(1, 2).reshape(b * c, p)  # (G, P), group g = image * C + class
+    passing = group_scores >= min_score
+    num_pass = passing.sum(dim=1)  # (G,)
+    most = int(num_pass.max()) if num_pass.numel() else 0
+    if candidates is None:
+        candidates = min(top_k, max(16, 4 * math.ceil(top_k / c)))
+    cut = min(max(1, candidates), max(1, most))
+    image = torch.arange(b, device=boxes.device).repeat_interleave(c)  # (G,) image of each group
+    while True:
+        ranked = group_scores.masked_fill(~passing, -1.0)
+        cand_scores, cand_prior = ranked.topk(cut, dim=1)  # (G, cut) best first
+        cand_valid = cand_scores >= min_score
+        cand_boxes = boxes[image.unsqueeze(1), cand_prior]  # (G, cut, 4)
+        keep = greedy_nms_mask(cand_boxes, cand_valid, nms_iou)
+
+        kept_scores = cand_scores.masked_fill(~keep, -1.0).view(b, c * cut)  # (B, C*cut)
+        if cut >= most:
+            break
+        # the best missing box of a cut group scores at most its last candidate's score
+        cut_groups = (num_pass > cut).view(b, c)
+        threshold = cand_scores[:, -1].view(b, c)
+        num_better = (kept_scores.unsqueeze(1) > threshold.unsqueeze(2)).sum(dim=2)  # (B, C)
+        if bool(((num_better >= top_k) | ~cut_groups).all()):
+            break
+        cut = min(2 * cut, most)
+
+    best_scores, best = kept_scores.topk(min(top_k, c * cut), dim=1)  # (B, top_k)
+    best_boxes = cand_boxes.view(b, c * cut, 4).gather(1, best.unsqueeze(-1).expand(-1, -1, 4))
+    best_labels = best // cut  # position in (class, candidate) order -> 0-based class
+    found = best_scores >= min_score
+    return [
+        {"boxes": best_boxes[i][found[i]], "scores": best_scores[i][found[i]],
+         "labels": best_labels[i][found[i]]}
+        for i in range(b)  # variable-length results: one dict per image
+    ]
+
+
+def suppress_nested(boxes: Tensor, groups: Tensor, max_contained: float) -> Tensor:
+    """Drop boxes lying mostly inside a higher-scoring box of the same group.
+
+    boxes: (K, 4) "xyxy", sorted by decreasing score; groups: (K,) int (the image index).
+    Returns keep (K,) bool. A pair is "nested" when intersection / area of the smaller box
+    >= max_contained. IoU misses this case: a 48-px window inside a 96-px one has IoU 0.25
+    whatever their scores, so plain NMS keeps both; the seed asks for an NMS that
+    "summarises boxes at very different resolutions". One vectorised pass: a box goes when
+    ANY higher-scoring box contains it, even one that is itself dropped.
+    """
+    inter = box_intersection(boxes[:, None, :], boxes[None, :, :])                      # (K, K)
+    area = box_area(boxes)                                                              # (K,)
+    smaller = torch.minimum(area[:, None], area[None, :]).clamp(min=1e-12)
+    higher = torch.ones_like(inter, dtype=torch.bool).triu(diagonal=1)                   # row i scores above column j
+    nested = (inter / smaller >= max_contained) & higher & (groups[:, None] == groups[None, :])
+    return ~nested.any(dim=0)
+
+
+# A window covering at least this share of a smaller window's area "contains" it (suppress_nested)
+MAX_CONTAINED = 0.8
+
+
+def merge_windows(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: float, top_k: int,
+                  max_contained: float | None) -> list[dict[str, Tensor]]:
+    """Scored windows of many sizes -> detections, one dict per image (the sliding window's and
+    Viola-Jones' merge).
+
+    boxes (B, n, 4) "xyxy", scores (B, n). Windows scoring >= min_score of all sizes compete in
+    one NMS per image (the image index plays the class in batched_nms, so images never suppress
+    each other); then windows nested in a better one are dropped (`suppress_nested`;
+    max_contained=None skips it). Returns [{"boxes": (K, 4) "xyxy", "scores": (K,), "labels": (K,)
+    zeros}] with K <= top_k, by decreasing score.
+    """
+    image_index, window_index = (scores >= min_score).nonzero(as_tuple=True)           # (P,), (P,)
+    candidates = boxes[image_index, window_index]                                       # (P, 4)
+    candidate_scores = scores[image_index, window_index]
+    keep = batched_nms(candidates, candidate_scores, image_index, nms_iou)             # by decreasing score
+    if max_contained is not None:
+        keep = keep[suppress_nested(candidates[keep], image_index[keep], max_contained)]
+    detections = []
+    for b in range(scores.shape[0]):
+        kept = keep[image_index[keep] == b][:top_k]
+        detections.append({
+            "boxes": candidates[kept],
+            "scores": candidate_scores[kept],
+            "labels": torch.zeros(len(kept), dtype=torch.int64, device=scores.device),  # 0 = face
+        })
+    return detections
+
+
+def pad_targets(targets: Sequence[dict], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack per-image targets into padded tensors so matching is one batched operation.
+
+    targets: list of B dicts with "boxes" (n_i, 4) "xyxy" fractional and "labels" (n_i,)
+    returns boxes (B, M, 4) "xyxy", labels (B, M) int64, valid (B, M) bool, M = max(1, max n_i)
+    (padding rows are zeros with valid False; M >= 1 keeps shapes non-empty).
+    """
+    counts = [len(t["labels"]) for t in targets]
+    m = max([1] + counts)
+    boxes = torch.zeros(len(targets), m, 4, device=device)
+    labels = torch.zeros(len(targets), m, dtype=torch.int64, device=device)
+    valid = torch.zeros(len(targets), m, dtype=torch.bool, device=device)
+    if sum(counts):
+        # the (image, slot) of every box in the batch, so one scatter fills the padded
+        # tensors: a fixed handful of operations instead of three copies per image
+        per_image = torch.tensor(counts)
+        image = torch.repeat_interleave(torch.arange(len(targets)), per_image)  # (n,)
+        first = torch.cumsum(per_image, 0) - per_image  # (B,) index of each image's first box
+        slot = torch.arange(len(image)) - first.repeat_interleave(per_image)  # (n,) 0, 1, .. within its image
+        image, slot = image.to(device), slot.to(device)
+        boxes[image, slot] = torch.cat([t["boxes"].reshape(-1, 4) for t in targets]).to(device, torch.float32)
+        labels[image, slot] = torch.cat([t["labels"].reshape(-1) for t in targets]).to(device, torch.int64)
+        valid[image, slot] = True
+    return boxes, labels, valid
+
+
+def match_priors(gt_boxes: Tensor, gt_labels: Tensor, valid: Tensor, priors_xyxy: Tensor,
+                 threshold: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Assign every prior an object (or background), for a whole batch at once.
+
+    gt_boxes (B, M, 4) "xyxy", gt_labels (B, M) 0-based, valid (B, M), priors_xyxy (P, 4).
+    Rules (SSD paper): each prior takes the object it overlaps most; each object also
+    takes its best prior whatever the overlap (so no object goes unmatched); priors whose
+    overlap is below `threshold` are background.
+    returns labels (B, P) int64 with 0 = background and object class c as c + 1,
+            matched (B, P, 4) "xyxy" box of each prior's object (meaningful where labels > 0).
+    """
+    b, m, _ = gt_boxes.shape
+    iou = box_iou(gt_boxes.reshape(b * m, 4), priors_xyxy).reshape(b, m, -1)  # (B, M, P)
+    iou = iou.masked_fill(~valid.unsqueeze(-1), -1.0)  # padding never wins
+    overlap, obj_for_prior = iou.max(dim=1)  # (B, P)
+    prior_for_obj = iou.argmax(dim=2)  # (B, M)
+    img, obj = valid.nonzero(as_tuple=True)
+    pri = prior_for_obj[img, obj]
+    obj_for_prior[img, pri] = obj
+    overlap[img, pri] = 2.0  # above any threshold: forced matches stay positive
+    labels = gt_labels.gather(1, obj_for_prior) + 1  # (B, P)
+    labels[overlap < threshold] = 0
+    matched = gt_boxes.gather(1, obj_for_prior.unsqueeze(-1).expand(-1, -1, 4))  # (B, P, 4)
+    return labels, matched
 
 
 def _neighbour_offsets(connectivity: int) -> list[tuple[int, int]]:

@@ -42,8 +42,9 @@ RULES = ("f1", "precision")
 
 def validation_detections(detector: Detector, root: str, split: str, classes: str,
                           workers: int = 2, max_images: int = 0) -> tuple[list[dict], list[dict]]:
-    """The detector's detections (min_score 0.01, as infer runs it otherwise) and the truths of one
-    set (its first `max_images` photos when that is > 0)."""
+    """The detector's detections and the truths of one set (its first `max_images` photos when that
+    is > 0): run as infer runs it (its own NMS IoU and top_k), down to evaluation's min_score
+    (EvalConfig's), so that every threshold above that can be read off."""
     records, names = load_records(DataConfig(root=root, classes=classes), split)
     if max_images > 0:
         records = records[:max_images]
@@ -52,7 +53,22 @@ def validation_detections(detector: Detector, root: str, split: str, classes: st
                           "pass --classes face for face data")
     loader = torch.utils.data.DataLoader(DetectionDataset(records), batch_size=8, num_workers=workers,
                                          collate_fn=collate_photos)
-    return predict(detector, loader, EvalConfig(min_score=0.01), desc=f"detect {Path(root).name}")
+    settings = EvalConfig(nms_iou=detector.nms_iou, top_k=detector.top_k)
+    return predict(detector, loader, settings, desc=f"detect {Path(root).name}")
+
+
+def set_labels(folders: list[str]) -> list[str]:
+    """A readable name per data set folder, distinct: the fewest trailing path parts that tell
+    the folders apart (/d/faces-caltech, /d/faces-mask -> faces-caltech, faces-mask;
+    /x/a/val, /x/b/val -> a/val, b/val). The folders must be distinct."""
+    parts = [Path(folder).parts for folder in folders]
+    labels = []
+    for own in parts:
+        depth = 1
+        while depth < len(own) and any(other != own and other[-depth:] == own[-depth:] for other in parts):
+            depth += 1
+        labels.append("/".join(own[-depth:]))
+    return labels
 
 
 def calibrate(detector: Detector, roots: list[str], split: str = "val", classes: str = "face",
@@ -60,8 +76,9 @@ def calibrate(detector: Detector, roots: list[str], split: str = "val", classes:
     """The operating point (see the module docstring) as the dict stored in checkpoints."""
     if rule not in RULES:
         raise ConfigError(f"--rule {rule!r}: expected one of {', '.join(RULES)}")
-    found = {Path(root.rstrip("/")).name: validation_detections(detector, root, split, classes, workers, max_images)
-             for root in roots}
+    folders = list(dict.fromkeys(str(Path(root).resolve()) for root in roots))  # a folder given twice is one set
+    found = {label: validation_detections(detector, root, split, classes, workers, max_images)
+             for label, root in zip(set_labels(folders), folders)}
     num_classes = len(detector.class_names)
     per_set_threshold = {name: threshold_for_precision(dets, truths, num_classes, precision)
                          for name, (dets, truths) in found.items()}

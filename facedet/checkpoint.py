@@ -28,8 +28,6 @@ from facedet.models.sliding_window import detector_from_classifier
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"
 DEFAULT_DETECTOR = "face_default"
 SHIPPED_CHECKPOINT = SHIPPED_WEIGHTS / f"{DEFAULT_DETECTOR}.pt"
-# The operating point of a checkpoint that stores none: confident detections only.
-DEFAULT_MIN_SCORE = 0.5
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -102,7 +100,8 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu", override
     `overrides` (`section.key=value`) apply to the stored config first: evaluation and
     inference settings, or data paths; one that changes the architecture fails to load.
     The Detector comes back with its `class_names`, the run's `config`, its `source` path and
-    its operating point (`min_score`, calibrated when the checkpoint stores one).
+    its operating point: the calibrated `min_score` when the checkpoint stores one, else its
+    rung's own (set by the builder, as `nms_iou` and `top_k` always are).
     """
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)
@@ -125,8 +124,6 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu", override
         if not isinstance(score, float) or not 0.0 <= score <= 1.0:
             raise CheckpointError(f"{path}: 'operating_point.min_score' is {score!r}, expected a number in [0, 1]")
         detector.min_score, detector.calibration = score, dict(point)
-    else:
-        detector.min_score = DEFAULT_MIN_SCORE
     return detector
 
 
@@ -176,7 +173,6 @@ def load(path: str | Path | None = None, device: torch.device | str = "auto", ov
         wrapped = detector_from_classifier(detector, window_sizes=m.window_sizes, stride_fraction=m.window_stride,
                                            image_side=m.window_image_side)
         wrapped.class_names, wrapped.config, wrapped.source = ["face"], detector.config, detector.source
-        wrapped.min_score, wrapped.calibration = detector.min_score, detector.calibration
         wrapped.model.to(device)
         detector = wrapped
     fuse_batchnorm(detector.model)  # inference only: one pass per feature map instead of two

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from facedet.checkpoint import DEFAULT_MIN_SCORE, SHIPPED_CHECKPOINT, load
+from facedet.checkpoint import SHIPPED_CHECKPOINT, load
 from facedet.files import atomic_write
 from facedet.cli import parse_scales, parse_size, run_cli, select_device
 from facedet.data.images import collect_images, load_image
@@ -57,20 +57,21 @@ def draw(image: Image.Image, det: Detections) -> Image.Image:
     return out
 
 
-def describe(detector: Detector, min_score: float | None) -> str:
+def describe(detector: Detector, min_score: float | None, nms_iou: float | None = None) -> str:
     """One line: which checkpoint, which model, which threshold and where it comes from."""
     if min_score is not None:
         why = "from --min-score"
     elif detector.calibration:
         why = f"calibrated: {detector.calibration.get('rule', 'on validation data')}"
     else:
-        why = "default; this checkpoint stores no calibrated threshold"
+        why = "the rung's own; this checkpoint stores no calibrated threshold"
     score = detector.min_score if min_score is None else min_score
     how = {"fixed": f"input {detector.image_size}x{detector.image_size}",
            "whole": "scans the whole photo itself, window by window",
            "scalable": f"photos at their own size up to {detector.max_size} px" if detector.max_size
            else "photos at their own size"}[detector.input_policy]
-    return f"checkpoint {detector.source} ({detector.config.model.name}, {how}); min score {score:g} ({why})"
+    return (f"checkpoint {detector.source} ({detector.config.model.name}, {how}); min score {score:g} ({why}); "
+            f"NMS IoU {detector.nms_iou if nms_iou is None else nms_iou:g}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,9 +89,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save-dir", metavar="DIR", default="runs/detections",
                         help="annotated images go here (default: runs/detections/, beside the training runs)")
     parser.add_argument("--no-save", action="store_true", help="do not write annotated images")
+    # every flag below defaults to None: the checkpoint's or its rung's own setting (facedet.load's)
     parser.add_argument("--min-score", type=float,
                         help="keep detections scoring at least this (default: the checkpoint's calibrated "
-                        f"operating point, or {DEFAULT_MIN_SCORE} when it stores none)")
+                        "operating point, or its rung's own when it stores none)")
     parser.add_argument("--size", type=parse_size,
                         help="fully convolutional detectors: resize the photo's longer side to this many pixels "
                         "(up or down), or 'native' to keep its resolution (default: native, shrunk to the "
@@ -99,9 +101,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scales", type=parse_scales,
                         help="image pyramid: factors of --size, detections merged by NMS, e.g. 0.5,1,2 "
                         "(0.5 finds faces too large for one pass, 2 faces too small; default: the detector's)")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+    parser.add_argument("--tile", type=int,
                         help=f"inputs longer than this are cut into overlapping tiles (default {DEFAULT_TILE}; 0 = never)")
-    parser.add_argument("--nms", type=float, default=0.45, help="IoU above which NMS suppresses a box (default 0.45)")
+    parser.add_argument("--nms", type=float,
+                        help="IoU above which NMS suppresses a box (default: the rung's own, as facedet.load runs it)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     return parser.parse_args(argv)
 
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     log = sys.stderr if args.json == "-" else sys.stdout  # keep standard output for the JSON
     device = select_device(args.device)
     detector = load(args.checkpoint, device)
-    print(describe(detector, args.min_score), file=log)
+    print(describe(detector, args.min_score, args.nms), file=log)
     save_dir = None if args.no_save else Path(args.save_dir)  # made by the first annotated image written
     images = collect_images(args.paths, skip=save_dir)
     results, failed, written = {}, 0, set()

@@ -226,7 +226,8 @@ def test_encode_then_decode_recovers_the_boxes():
     assert labels[0, order].tolist() == [0, 0, 1]
     # through the post-processor: the heatmap as logits, no NMS needed to get exactly 3 boxes
     logits = torch.logit(encoded["heatmap"], eps=1e-6)
-    dets = CenterNetPostprocess(peaks=100)((logits, encoded["size"], encoded["offset"]), min_score=0.5)
+    dets = CenterNetPostprocess(peaks=100)((logits, encoded["size"], encoded["offset"]), min_score=0.5, nms_iou=0.45,
+                                          top_k=100)
     assert len(dets[0]["boxes"]) == 3
     assert box_iou(dets[0]["boxes"], torch.tensor(boxes)).max(dim=1).values.min() > 0.999
 
@@ -297,7 +298,8 @@ def test_overfits_a_few_synthetic_scenes():
     assert losses[-1] < 0.5 * losses[0], losses[::10]
     detector.model.eval()
     with torch.no_grad():
-        detections = detector.postprocess(detector.model(images), min_score=0.3)
+        detections = detector.postprocess(detector.model(images), min_score=0.3, nms_iou=detector.nms_iou,
+                                            top_k=detector.top_k)
     for det, t in zip(detections, targets):
         assert len(det["boxes"]) == len(t["boxes"]), (t["boxes"], det)  # no duplicates to suppress
         assert (box_iou(t["boxes"], det["boxes"]).max(dim=1).values >= 0.5).all(), (t["boxes"], det)

@@ -54,7 +54,7 @@ def test_prior_ranges_and_shapes():
     priors = make_face_priors(320)
     assert priors.min() >= 0 and priors.max() <= 1
     sides_px = (priors[:, 2] * priors[:, 3]).sqrt() * 320  # sqrt(area): the "side" of a prior
-    # unclamped priors keep their side; clamping only shrinks the biggest ones at the borders
+    # every prior keeps its side in pixels (no clamp: see make_face_priors)
     assert sides_px.min() == pytest.approx(10, rel=1e-4)
     assert sides_px.max() == pytest.approx(256, rel=1e-4)
     ratio = priors[:, 3] / priors[:, 2]  # h / w
@@ -74,13 +74,24 @@ def test_every_face_size_has_a_prior_at_the_matching_iou():
         assert box_iou(faces, priors_xyxy).max() >= iou, side
 
 
+def test_the_largest_priors_keep_their_pixels_on_inputs_smaller_than_them():
+    """A 180 x 200 photo is padded to 192 x 256: the 256 px prior of the stride-64 map is wider and
+    taller than the input, and stays 256 px (a clamp to [0, 1] of the fractions made it 192 x 256),
+    so the same network output decodes to the same box in pixels on every input size."""
+    for h, w in [(192, 256), (128, 128), (64, 320)]:
+        priors = make_face_priors(h, w)
+        coarsest = priors[-len(FACE_PRIOR_MAPS[-1][1]):] * torch.tensor([w, h, w, h])  # the last cell's priors, px
+        assert torch.allclose(coarsest[:, 2:], torch.tensor([[128.0, 128], [192, 192], [256, 256]])), (h, w)
+
+
 def test_priors_keep_pixel_sizes_as_the_grid_grows_and_refuse_bad_sizes():
     assert make_face_priors(640).shape == (4 * 5875, 4)
     big, small = make_face_priors(640), make_face_priors(320)
     assert torch.allclose(big[0, 2:] * 640, small[0, 2:] * 320)  # the first prior is 10 px in both
-    toy = make_face_priors(64)  # one cell per coarsest map: centre 0.5, clamped to the image
+    toy = make_face_priors(64)  # one cell per coarsest map: centre 0.5, sides 2, 3 and 4 times the input
     assert toy.shape == (8 * 8 * 3 + 4 * 4 * 2 + 2 * 2 * 2 + 1 * 3, 4)
     assert torch.allclose(toy[-3:, :2], torch.full((3, 2), 0.5))
+    assert torch.allclose(toy[-3:, 2:] * 64, torch.tensor([[128.0, 128], [192, 192], [256, 256]]))
     with pytest.raises(ConfigError, match="multiple of 64"):
         make_face_priors(300)
 
@@ -113,7 +124,8 @@ def test_builder_via_models():
     assert torch.equal(detector.criterion.priors, make_face_priors(128))
     detector.model.eval()
     with torch.no_grad():
-        detections = detector.postprocess(detector.model(torch.randn(1, 3, 128, 128)), top_k=10)
+        detections = detector.postprocess(detector.model(torch.randn(1, 3, 128, 128)), min_score=0.01, nms_iou=0.45,
+                                        top_k=10)
     assert len(detections) == 1 and detections[0]["boxes"].shape[1] == 4
     assert len(detections[0]["boxes"]) <= 10
 
@@ -158,7 +170,7 @@ def test_overfits_one_batch_of_synthetic_scenes():
     assert losses[-1] < 0.5 * losses[0], losses[::10]
     detector.model.eval()  # BatchNorm's running statistics must also have learnt the batch
     with torch.no_grad():
-        detections = detector.postprocess(detector.model(images), min_score=0.3, top_k=20)
+        detections = detector.postprocess(detector.model(images), min_score=0.3, nms_iou=0.45, top_k=20)
     for det, target in zip(detections, targets):
         assert len(det["boxes"]) > 0
         assert (box_iou(target["boxes"], det["boxes"]).max(dim=1).values >= 0.5).all()

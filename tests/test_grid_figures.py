@@ -128,7 +128,7 @@ class TinyGrid(nn.Module):
 
 def build_tiny_grid(cfg) -> Detector:
     return Detector(TinyGrid(cfg.griddim), GridLoss(cfg.griddim), GridPostprocess(cfg.griddim),
-                    image_size=cfg.image_size)
+                    image_size=cfg.image_size, min_score=0.5, nms_iou=0.45, top_k=200)
 
 
 @pytest.fixture
@@ -200,6 +200,7 @@ def test_command_refuses_a_model_that_is_not_a_grid(checkpoints, tmp_path, monke
 
     # the same weights rebuilt as a detector whose post-processor is not a grid's
     monkeypatch.setitem(models.MODELS, "grid_simple",
-                        lambda cfg: Detector(TinyGrid(cfg.griddim), GridLoss(cfg.griddim), lambda outputs, **_: []))
+                        lambda cfg: Detector(TinyGrid(cfg.griddim), GridLoss(cfg.griddim), lambda outputs, **_: [],
+                                             min_score=0.5, nms_iou=0.45, top_k=200))
     with pytest.raises(CheckpointError, match="expected a grid model"):
         main(["--checkpoint7", str(checkpoints[7]), "--out", str(tmp_path / "figs"), "--device", "cpu"])

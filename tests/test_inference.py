@@ -10,6 +10,8 @@ without a trained network.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -55,7 +57,7 @@ def bright_detector() -> Detector:
     priors = make_face_priors(320)
     return Detector(BrightSquares(), nn.Identity(), SSDPostprocess(priors, prior_fn=make_face_priors),
                     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), image_size=320, input_policy="scalable",
-                    max_size=0, size_multiple=64, class_names=["face"], min_score=0.5)
+                    max_size=0, size_multiple=64, class_names=["face"], min_score=0.5, nms_iou=0.45, top_k=200)
 
 
 def photo_with_squares(h: int, w: int, cells: list[tuple[int, int]], side: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,6 +214,19 @@ def test_paths_pil_images_arrays_and_tensors_are_one_photo(tmp_path):
         assert same_boxes(det(item), boxes), type(item)
 
 
+def test_an_array_of_a_pil_image_is_read_without_a_warning(tmp_path):
+    """np.asarray(Image.open(p)) is read-only; torch.from_numpy of it warns (once per process,
+    hence a fresh interpreter)."""
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(tmp_path / "photo.png")
+    code = ("import numpy as np, facedet; from PIL import Image\n"
+            f"array = np.asarray(Image.open({str(tmp_path / 'photo.png')!r}))\n"
+            "assert not array.flags.writeable\n"
+            "print(len(facedet.load(device='cpu')(array)))")
+    run = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().isdigit(), run.stderr
+    assert run.stderr == "", run.stderr
+
+
 def test_to_image_tensor_refuses_what_is_not_an_image():
     with pytest.raises(facedet.errors.DataError, match="shape"):
         to_image_tensor(np.zeros((4, 5, 2), dtype=np.uint8))
@@ -313,7 +328,7 @@ def test_folding_batchnorm_keeps_the_outputs_and_the_parameter_count():
         got = fused(images)
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
-    det = Detector(fused, nn.Identity(), lambda o, **k: o)
+    det = Detector(fused, nn.Identity(), lambda o, **k: o, min_score=0.5, nms_iou=0.45, top_k=200)
     assert det.num_parameters == count
 
 

@@ -2,7 +2,10 @@
 
     boxes, errors, files, config          (no facedet imports beyond errors)
     data/                                 may use boxes, errors, files, config - never models or checkpoints
-    models/                               may use data/ (images, transforms) and the above
+    models/                               may use data/ (images, transforms) and the above; a rung's
+                                          file reads alone: it imports the shared modules (detector,
+                                          backbone, losses) but no other rung, except the deliberate
+                                          imports listed in ALLOWED_RUNG_IMPORTS
     checkpoint, trainer, predict, ...     the library
     CLI and tools (train, infer, evaluate, calibrate, benchmark, bench_speed, figures, export)
                                           may use the library; the library never imports them
@@ -77,3 +80,31 @@ def test_no_import_cycles_among_module_level_imports():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+# One file per rung of the ladder, and the modules they share (or a rung's own helper file)
+RUNG_FILES = {f"facedet.models.{name}" for name in ("viola_jones", "classifier", "sliding_window", "grid",
+                                                    "yolo_face", "ssd", "fastai_ssd", "face_ssd", "retinanet",
+                                                    "centernet")}
+SHARED_MODEL_FILES = {"facedet.models", "facedet.models.detector", "facedet.models.backbone", "facedet.models.losses",
+                      "facedet.models.haar_features", "facedet.models.vgg_weights"}
+# rung -> rung imports that are deliberate; the importing file says why where it imports
+ALLOWED_RUNG_IMPORTS = {
+    ("facedet.models.face_ssd", "facedet.models.ssd"),  # FaceSSD IS an SSD: SSD's loss and post-processing
+}
+
+
+def test_every_model_file_is_a_rung_or_shared():
+    assert {name for name in FILES if name.startswith("facedet.models")} == RUNG_FILES | SHARED_MODEL_FILES
+
+
+def test_a_rung_file_imports_no_other_rung_except_the_deliberate_ones():
+    found = {(name, other) for name in RUNG_FILES for other in imports(FILES[name], top_level_only=False) & RUNG_FILES
+             if other != name}
+    assert found == ALLOWED_RUNG_IMPORTS, f"unexpected: {found - ALLOWED_RUNG_IMPORTS}, gone: {ALLOWED_RUNG_IMPORTS - found}"
+
+
+def test_the_shared_model_files_import_no_rung():
+    for name in SHARED_MODEL_FILES - {"facedet.models"}:  # the package's __init__ lists the rungs' builders
+        bad = imports(FILES[name], top_level_only=False) & RUNG_FILES
+        assert not bad, f"{name} (shared) imports the rung(s) {bad}"

@@ -74,7 +74,8 @@ def make_trainer(run_dir, *overrides, seed=0):
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Dropout(0.2), nn.Linear(4, 3))  # dropout: the trainer's own random stream matters too
     loader = build_loader(Noisy(), cfg, train=True, device=torch.device("cpu"))
-    return Trainer(cfg, Detector(model, Criterion(), lambda o, **k: o), loader, run_dir, torch.device("cpu"))
+    return Trainer(cfg, Detector(model, Criterion(), lambda o, **k: o, min_score=0.5, nms_iou=0.45, top_k=200), loader, run_dir,
+                   torch.device("cpu"))
 
 
 def test_resume_with_persistent_workers_is_exact(tmp_path):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +14,8 @@ from facedet.files import atomic_save
 from facedet.cli import run_cli
 from facedet.config import load_config, to_dict
 from facedet.data.synthetic import ensure_synthetic
-from facedet.evaluation import SIZE_BINS, operating_point, score_curve, size_bin_name, threshold_for_precision
+from facedet.evaluation import (SIZE_BINS, operating_point, score_curve, size_bin_name, threshold_for_best_f1,
+                                threshold_for_precision)
 from facedet.models import build_model
 
 
@@ -102,6 +105,21 @@ def test_calibrate_stores_an_operating_point_that_load_uses(tmp_path, monkeypatc
     assert run_cli(calibrate.main, ["--checkpoint", str(path), "--data", str(data), "--out", str(out),
                                     "--workers", "0", "--max-images", "2"]) == 0
     assert load_checkpoint(out)["operating_point"]["per_set"][data.name]["images"] == 2
+
+
+def test_calibrate_keeps_two_sets_that_share_a_folder_name(tmp_path, monkeypatch):
+    """a/val and b/val are two sets: each keeps its rows and its say in the rules, labelled by the
+    shortest ends of their paths that tell them apart."""
+    found = {"a": ([FOUND, FOUND], [FACES, FACES]), "b": ([det([[50, 50, 60, 60]], [0.95])] * 3, [FACES] * 3)}
+    monkeypatch.setattr(calibrate, "validation_detections",
+                        lambda detector, root, *args: found[Path(root).parent.name])
+    detector = SimpleNamespace(class_names=["face"], max_size=640)
+    point = calibrate.calibrate(detector, [str(tmp_path / "a" / "val"), str(tmp_path / "b" / "val") + "/"])
+    assert {name: row["images"] for name, row in point["per_set"].items()} == {"a/val": 2, "b/val": 3}
+    assert "a/val and b/val" in point["rule"]
+    both = threshold_for_best_f1(found["a"][0] + found["b"][0], found["a"][1] + found["b"][1], 1)
+    assert point["min_score"] == pytest.approx(both) and both != threshold_for_best_f1(*found["b"], 1)
+    assert calibrate.set_labels(["x/faces", "y/faces", "z/other"]) == ["x/faces", "y/faces", "other"]
 
 
 def test_calibrate_refuses_a_bad_precision(tmp_path, capsys):

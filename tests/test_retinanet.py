@@ -33,7 +33,7 @@ from facedet.models.retinanet import (
     level_shape,
     match_anchors,
 )
-from facedet.models.ssd import sigmoid_focal_loss
+from facedet.models.losses import sigmoid_focal_loss
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -359,7 +359,7 @@ def test_postprocess_finds_planted_boxes_per_level_and_class():
     assert len(post((locs, logits), min_score=0.5, nms_iou=0.5, top_k=2)[0]["scores"]) == 2
     # an input size whose anchors do not fit the outputs is refused with a clear message
     with pytest.raises(ConfigError, match="input_hw"):
-        post((locs, logits), input_hw=(128, 128))
+        post((locs, logits), min_score=0.5, nms_iou=0.5, top_k=10, input_hw=(128, 128))
 
 
 def test_postprocess_pre_nms_top_k_is_per_level():
@@ -369,7 +369,7 @@ def test_postprocess_pre_nms_top_k_is_per_level():
     post = RetinaNetPostprocess(anchors, 64, pre_nms_top_k=1)
     logits = torch.full((1, 80, 1), -10.0)
     logits[0, 0, 0], logits[0, 63, 0], logits[0, 70, 0] = 5.0, 4.0, 1.0
-    found = post((torch.zeros(1, 80, 4), logits), min_score=0.1, nms_iou=0.5)[0]
+    found = post((torch.zeros(1, 80, 4), logits), min_score=0.1, nms_iou=0.5, top_k=100)[0]
     torch.testing.assert_close(found["scores"], torch.tensor([5.0, 1.0]).sigmoid())
 
 
@@ -454,7 +454,7 @@ def test_overfits_a_few_synthetic_scenes(box_loss):
     assert losses[-1] < 0.5 * losses[0], losses[::10]
     detector.model.eval()
     with torch.no_grad():
-        detections = detector.postprocess(detector.model(images), min_score=0.3, top_k=20)
+        detections = detector.postprocess(detector.model(images), min_score=0.3, nms_iou=detector.nms_iou, top_k=20)
     for det, target in zip(detections, targets):
         assert len(det["boxes"]) > 0
         assert (box_iou(target["boxes"], det["boxes"]).max(dim=1).values >= 0.5).all()

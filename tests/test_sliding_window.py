@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facedet.boxes import box_iou
+from facedet.boxes import box_iou, suppress_nested
 from facedet.config import ClassifierConfig
 from facedet.errors import ConfigError, FacedetError
 from facedet.models.classifier import build_classifier
@@ -15,7 +15,6 @@ from facedet.models.sliding_window import (
     SlidingWindowDetector,
     detector_from_classifier,
     sliding_window_postprocess,
-    suppress_nested,
 )
 
 
@@ -123,8 +122,8 @@ def test_finds_planted_faces_at_two_sizes():
     scanner = SlidingWindowDetector(BlobScorer(), window=128, window_sizes=(48, 64, 96, 128), image_side=None)
     outputs = scanner(image)
     # IoU-only NMS leaves 48-px windows inside the 96-px face (IoU 0.25 with it)
-    assert len(sliding_window_postprocess(outputs, min_score=0.5, nms_iou=0.3, max_contained=None)[0]["boxes"]) > 2
-    detections = sliding_window_postprocess(outputs, min_score=0.5, nms_iou=0.3)
+    assert len(sliding_window_postprocess(outputs, min_score=0.5, nms_iou=0.3, top_k=100, max_contained=None)[0]["boxes"]) > 2
+    detections = sliding_window_postprocess(outputs, min_score=0.5, nms_iou=0.3, top_k=100)
     assert len(detections) == 1
     found = detections[0]["boxes"] * 256
     assert len(found) == 2, found
@@ -150,13 +149,13 @@ def test_suppress_nested_hand_example():
 def test_postprocess_thresholds_keeps_images_apart_and_caps_top_k():
     boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.05, 0.0, 0.55, 0.5], [0.5, 0.5, 1.0, 1.0]]).expand(2, -1, -1)
     scores = torch.tensor([[0.9, 0.8, 0.7], [0.2, 0.6, 0.1]])
-    out = sliding_window_postprocess((boxes, scores), min_score=0.5, nms_iou=0.3)
+    out = sliding_window_postprocess((boxes, scores), min_score=0.5, nms_iou=0.3, top_k=100)
     torch.testing.assert_close(out[0]["scores"], torch.tensor([0.9, 0.7]))     # window 1 suppressed by window 0
     torch.testing.assert_close(out[0]["boxes"], boxes[0, [0, 2]])
     torch.testing.assert_close(out[1]["scores"], torch.tensor([0.6]))          # image 0 never suppresses image 1
     assert out[1]["labels"].tolist() == [0]
     assert len(sliding_window_postprocess((boxes, scores), min_score=0.5, nms_iou=0.3, top_k=1)[0]["scores"]) == 1
-    empty = sliding_window_postprocess((boxes, scores), min_score=0.95)
+    empty = sliding_window_postprocess((boxes, scores), min_score=0.95, nms_iou=0.3, top_k=100)
     assert [len(d["boxes"]) for d in empty] == [0, 0] and empty[0]["boxes"].shape == (0, 4)
 
 
@@ -171,4 +170,5 @@ def test_detector_from_classifier_scans_with_the_trained_network():
     with pytest.raises(FacedetError, match="not trained"):
         detector.criterion(None, None)
     with pytest.raises(ConfigError, match="classifier"):
-        detector_from_classifier(Detector(nn.Identity(), nn.Identity(), lambda x: x))
+        detector_from_classifier(Detector(nn.Identity(), nn.Identity(), lambda x: x, min_score=0.5, nms_iou=0.45,
+                                          top_k=200))

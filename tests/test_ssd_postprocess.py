@@ -8,7 +8,8 @@ import torch
 
 from facedet.boxes import batched_nms, box_convert
 from facedet.models import ssd
-from facedet.models.ssd import SSDPostprocess, make_priors, multiclass_nms
+from facedet.boxes import multiclass_nms
+from facedet.models.ssd import SSDPostprocess, make_priors
 
 
 def _load_benchmark():
@@ -93,7 +94,7 @@ def test_two_classes_on_one_box_hand_computed():
     priors = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.52, 0.5, 0.2, 0.2]])  # IoU ~0.82
     # softmax of logits (log 1, log 6, log 3) / 10 -> background 0.1, class 0: 0.6, class 1: 0.3
     logits = torch.log(torch.tensor([[[1.0, 6.0, 3.0], [1.0, 2.0, 7.0]]]))
-    out = SSDPostprocess(priors)((torch.zeros(1, 2, 4), logits), min_score=0.25, nms_iou=0.45)
+    out = SSDPostprocess(priors)((torch.zeros(1, 2, 4), logits), min_score=0.25, nms_iou=0.45, top_k=200)
     d = out[0]
     torch.testing.assert_close(d["scores"], torch.tensor([0.7, 0.6]))
     assert d["labels"].tolist() == [1, 0]  # prior 1 wins class 1, prior 0 wins class 0
@@ -105,7 +106,7 @@ def test_nothing_above_min_score(priors):
     locs = torch.zeros(2, len(priors), 4)
     scores = torch.zeros(2, len(priors), 3)
     scores[..., 0] = 20.0  # background everywhere
-    out = SSDPostprocess(priors)((locs, scores), min_score=0.01)
+    out = SSDPostprocess(priors)((locs, scores), min_score=0.01, nms_iou=0.45, top_k=200)
     assert len(out) == 2
     for d in out:
         assert d["boxes"].shape == (0, 4) and d["scores"].shape == (0,) and d["labels"].shape == (0,)
@@ -123,8 +124,6 @@ def test_top_k_sorted_and_sigmoid_mode(priors):
 
 def test_a_box_scoring_exactly_min_score_is_kept():
     """min_score means "at least": the calibrated threshold is itself a detection's score."""
-    from facedet.models.ssd import multiclass_nms
-
     boxes = torch.tensor([[[0.0, 0.0, 0.2, 0.2], [0.5, 0.5, 0.9, 0.9], [0.3, 0.0, 0.4, 0.1]]])
     scores = torch.tensor([[[0.75], [0.5], [0.25]]])
     (kept,) = multiclass_nms(boxes, scores, min_score=0.5, nms_iou=0.45, top_k=10)

@@ -60,7 +60,7 @@ class Criterion(nn.Module):
 def make_detector(seed=0):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
-    return Detector(model=model, criterion=Criterion(), postprocess=lambda o, **k: o)
+    return Detector(model=model, criterion=Criterion(), postprocess=lambda o, **k: o, min_score=0.5, nms_iou=0.45, top_k=200)
 
 
 def make_trainer(tmp_path, overrides=(), criterion=None, validate=None, seed=0):
@@ -245,7 +245,8 @@ def make_library_trainer(tmp_path, overrides=(), log=None, sigint_at=None):
     cfg = load_config(None, ["train.epochs=3", "train.batch_size=4", "train.lr=1e-2", "model.name=yolo_face_tiny",
                              "train.device=cpu", "data.num_workers=0", "train.seed=5", *overrides])
     torch.manual_seed(0)
-    detector = Detector(model=Noisy(), criterion=RecordingCriterion(log, sigint_at), postprocess=None)
+    detector = Detector(model=Noisy(), criterion=RecordingCriterion(log, sigint_at), postprocess=None,
+                        min_score=0.5, nms_iou=0.45, top_k=200)
     loader = build_loader(Points(), cfg, train=True, device=torch.device("cpu"), collate_fn=collate)
     return Trainer(cfg, detector, loader, tmp_path, torch.device("cpu"), None, main_metric="score")
 

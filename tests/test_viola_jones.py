@@ -246,6 +246,26 @@ def test_scan_scales_the_features_not_the_image():
     assert corner_w.abs().max().item() == pytest.approx(0.25)  # each rectangle's sum / 4 (area x 4)
 
 
+@pytest.mark.parametrize("min_window", [24, 26, 34, 42, 50])
+def test_scaled_features_never_reach_outside_their_window(min_window):
+    """Window sides and feature rectangles are rounded by one rule: at 26 px the second level is
+    26 * 1.25 = 32.5 px, which round() makes 32 (halves go to even) and floor(x + 0.5) 33."""
+    cascade = one_stump_cascade(threshold=0.0, min_window=min_window)
+    for scale in cascade.scales(400, 400):
+        side, *_ = cascade.grid(400, 400, scale)
+        corner_y, corner_x, _ = cascade.scaled_stumps(scale)
+        assert corner_x.max() == side and corner_y.max() == side, f"scale {scale}: side {side}"
+
+
+def test_a_photo_one_window_wide_scans_at_every_min_window():
+    for min_window in (26, 34, 42):
+        cascade = one_stump_cascade(threshold=0.0, min_window=min_window)
+        largest = cascade.grid(400, 400, cascade.scales(400, 400)[1])[0]  # the side of the second level
+        grey = bars(largest)
+        windows, _ = cascade.scan(grey)  # raised RuntimeError when a feature read past the photo
+        assert (windows[:, 2:] <= largest).all()
+
+
 def test_grey_levels_of_uint8_and_float_photos_agree():
     rgb = torch.randint(0, 256, (3, 5, 6), dtype=torch.uint8)
     assert torch.equal(grey_levels(rgb), grey_levels(rgb.float() / 255))

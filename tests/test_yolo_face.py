@@ -25,8 +25,8 @@ from facedet.models.yolo_face import (
     cell_to_image,
     decode_boxes,
     encode_targets,
-    yolo_face_features,
 )
+from facedet.models.backbone import yolo_face_features
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -205,7 +205,7 @@ def test_encode_then_postprocess_gives_the_boxes_back(B, C, cell_relative):
     targets = [target(boxes, labels), target([])]
     enc = encode_targets(targets, griddim=7, boxes_per_cell=B, num_classes=C, cell_relative=cell_relative)
     post = YOLOPostprocess(griddim=7, boxes_per_cell=B, num_classes=C, cell_relative=cell_relative)
-    dets = post(enc, min_score=0.5, nms_iou=0.5)
+    dets = post(enc, min_score=0.5, nms_iou=0.5, top_k=100)
     order = dets[0]["boxes"][:, 0].argsort()
     assert torch.allclose(dets[0]["boxes"][order], torch.tensor(boxes), atol=1e-6)
     assert dets[0]["labels"][order].tolist() == labels
@@ -227,11 +227,11 @@ def test_postprocess_threshold_nms_and_top_k():
     out[0, 1, 1] = torch.tensor([0.6, 0.75, 0.75, 0.2, 0.2])
     out[0, 1, 0] = torch.tensor([0.4, 0.25, 0.75, 0.2, 0.2])  # below min_score
     post = YOLOPostprocess(griddim=2)
-    dets = post(out, min_score=0.5, nms_iou=0.5)[0]
+    dets = post(out, min_score=0.5, nms_iou=0.5, top_k=100)[0]
     assert dets["scores"].tolist() == pytest.approx([0.9, 0.6])
     assert dets["labels"].tolist() == [0, 0]
     assert len(post(out, min_score=0.5, nms_iou=0.5, top_k=1)[0]["scores"]) == 1
-    assert len(post(out, min_score=0.3, nms_iou=0.99)[0]["scores"]) == 4
+    assert len(post(out, min_score=0.3, nms_iou=0.99, top_k=100)[0]["scores"]) == 4
 
 
 # --------------------------------------------------------------------------- loss
@@ -317,7 +317,7 @@ def test_tiny_model_overfits_one_batch(cell_relative):
     assert loss.item() < first / 5, (first, loss.item())
     model.eval()
     with torch.no_grad():
-        dets = YOLOPostprocess(cell_relative=cell_relative)(model(images), min_score=0.5, nms_iou=0.5)
+        dets = YOLOPostprocess(cell_relative=cell_relative)(model(images), min_score=0.5, nms_iou=0.5, top_k=100)
     assert [len(d["boxes"]) for d in dets] == [2, 2]
     for det, t in zip(dets, targets):  # each face found by a box overlapping it well
         assert box_iou(t["boxes"], det["boxes"]).amax(dim=1).min() > 0.5

@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
@@ -47,7 +46,7 @@ from facedet.data.images import is_image, load_image
 from facedet.data.record import Record
 from facedet.data.synthetic import cache_dir
 from facedet.errors import ConfigError, DataError
-from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_image
 
 # Crop kinds, stored as int8 codes in the cache.
 KINDS = ("background", "nonface", "tight", "large")
@@ -117,8 +116,8 @@ def crop_and_resize(image: Tensor, boxes: Tensor, size: int, fill: Tensor) -> Te
     image: (3, H, W) uint8; boxes: (K, 4) "xyxy" whole pixels, may extend past the image
     (that part is filled with `fill`, (3,) uint8). Returns (K, 3, size, size) uint8.
 
-    A loop over boxes: every crop has its own size, and each is resized with an
-    antialiased bilinear filter (the sliding window resizes its image pyramid the same way).
+    A loop over boxes: every crop has its own size, and each goes through
+    facedet.data.transforms.resize_image (the sliding window resizes its image pyramid with it).
     This runs once per dataset; the result is cached.
     """
     _, height, width = image.shape
@@ -128,9 +127,7 @@ def crop_and_resize(image: Tensor, boxes: Tensor, size: int, fill: Tensor) -> Te
         ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
         if ix2 > ix1 and iy2 > iy1:
             canvas[:, iy1 - y1 : iy2 - y1, ix1 - x1 : ix2 - x1] = image[:, iy1:iy2, ix1:ix2]
-        resized = F.interpolate(canvas[None].float(), size=(size, size), mode="bilinear",
-                                align_corners=False, antialias=True)
-        crops[k] = resized[0].round().clamp(0, 255).to(torch.uint8)
+        crops[k] = resize_image(canvas.float(), (size, size)).round().clamp(0, 255).to(torch.uint8)
     return crops
 
 

@@ -78,6 +78,26 @@ def _fill_tensor(fill: float | Sequence[float], dtype: torch.dtype) -> Tensor:
     return fill.reshape(-1, 1, 1).expand(3, 1, 1)
 
 
+# --------------------------------------------------------------------------- the one resize
+
+
+def resize_image(image: Tensor, hw: tuple[int, int]) -> Tensor:
+    """An image (H, W), (C, H, W) or a batch (N, C, H, W) -> the same with sides hw = (h, w).
+
+    Bilinear with antialiasing: shrinking a large photo averages pixels instead of skipping
+    them, and the weights are non-negative, so values stay in the input's range. facedet resizes
+    through this function only, in training (`Resize`, the classifier's face crops, Viola-Jones'
+    windows) and at inference (the Detector, the sliding window's pyramid), so a network sees the
+    pixels it was trained on. An image already of size hw comes back as it is (the filter would
+    return it unchanged).
+    """
+    if tuple(image.shape[-2:]) == tuple(hw):
+        return image
+    batch = image.reshape(-1, *image.shape[-3:]) if image.dim() >= 3 else image[None, None]  # (N, C, H, W)
+    resized = F.interpolate(batch, size=tuple(hw), mode="bilinear", align_corners=False, antialias=True)
+    return resized.reshape(*image.shape[:-2], *resized.shape[-2:])
+
+
 # --------------------------------------------------------------------------- composition
 
 
@@ -103,8 +123,7 @@ class Compose:
 class Resize:
     """Resize to `size` (int: square, or (h, w)), ignoring the aspect ratio; boxes scale along.
 
-    Bilinear with antialiasing, so shrinking a large photo averages pixels instead of
-    skipping them; its weights are non-negative, so values stay in [0, 1].
+    The image goes through `resize_image`, as it does at inference (facedet.models.detector).
     """
 
     def __init__(self, size: int | Sequence[int]):
@@ -113,10 +132,7 @@ class Resize:
     def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
         h, w = image.shape[-2:]
         new_h, new_w = self.size
-        if (h, w) != (new_h, new_w):
-            image = F.interpolate(
-                image[None], size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
-            )[0]
+        image = resize_image(image, (new_h, new_w))
         scale = torch.tensor([new_w / w, new_h / h, new_w / w, new_h / h], dtype=torch.float32)
         return image, {**target, "boxes": target["boxes"] * scale}
 

@@ -74,7 +74,7 @@ def predicted_maps(detector: Any, image: Image.Image, min_score: float = 0.3) ->
     outputs = detector.model(inputs)
     heatmap = torch.sigmoid(outputs[0]).float().cpu()  # (1, C, hp / 4, wp / 4)
     peaks, peak_scores = _peaks(heatmap, min_score)
-    found = detector.postprocess(outputs, min_score=min_score)[0]
+    found = detector.postprocess(outputs, min_score=min_score, nms_iou=detector.nms_iou, top_k=detector.top_k)[0]
     boxes = found["boxes"].float().cpu() * torch.tensor([wp, hp, wp, hp], dtype=torch.float32)
     return {"heatmap": heatmap[0].amax(0).numpy(), "peaks": peaks, "peak_scores": peak_scores,
             "boxes": boxes, "scores": found["scores"].float().cpu()}

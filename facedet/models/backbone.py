@@ -12,6 +12,7 @@ CenterNet (rung 7) were built on it from the start. Reading order:
     SmallBackbone      images -> feature maps at strides 4, 8, 16, 32
     TopDown            a feature pyramid's top-down path over some of those maps
     GridFeatures       the backbone read as an S x S grid (the grid and YOLO heads)
+    yolo_face_features, feature_size   the seed's YOLO-face stack, shared by its grid and YOLO models
     LEGACY_KEYS        checkpoints saved before this module existed still load
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facedet.errors import ConfigError
+
 
 def conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
     """kernel x kernel convolution -> BatchNorm -> ReLU (no conv bias: BatchNorm has one)."""
@@ -131,6 +133,46 @@ class GridFeatures(nn.Module):
         f4, f8, f16, f32 = self.backbone(images)
         x = self.top_down([f16, f32])[0] if self.top_down is not None else f32
         return self.context(F.adaptive_avg_pool2d(x, self.griddim))
+
+
+# --------------------------------------------------------------------------- the seed's YOLO-face stack
+
+# YOLOv1's leaky ReLU slope, also used by the seed.
+LEAKY_SLOPE = 0.1
+
+
+def yolo_face_features() -> nn.Sequential:
+    """The seed's YOLO-face convolution stack: images (N, 3, 224, 224) -> (N, 512, 14, 14).
+
+    YOLOFaceCNN's (rung 4) and GridCNNModel's (rung 3, "the more complex extractor").
+
+    1,686,080 parameters. The 1x1 convolutions are YOLOv1's "reduction" layers (borrowed
+    from GoogLeNet): they mix channels cheaply before the next 3x3 convolution.
+    """
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3),    # (N, 64, 112, 112)    9,472
+        nn.LeakyReLU(LEAKY_SLOPE),
+        nn.MaxPool2d(2),                                         # (N, 64, 56, 56)
+        nn.Conv2d(64, 192, kernel_size=3, padding=1),            # (N, 192, 56, 56)   110,784
+        nn.LeakyReLU(LEAKY_SLOPE),
+        nn.MaxPool2d(2),                                         # (N, 192, 28, 28)
+        nn.Conv2d(192, 128, kernel_size=1),                      # (N, 128, 28, 28)    24,704
+        nn.LeakyReLU(LEAKY_SLOPE),
+        nn.Conv2d(128, 256, kernel_size=3, padding=1),           # (N, 256, 28, 28)   295,168
+        nn.LeakyReLU(LEAKY_SLOPE),
+        nn.Conv2d(256, 256, kernel_size=1),                      # (N, 256, 28, 28)    65,792
+        nn.LeakyReLU(LEAKY_SLOPE),
+        nn.Conv2d(256, 512, kernel_size=3, padding=1),           # (N, 512, 28, 28) 1,180,160
+        nn.LeakyReLU(LEAKY_SLOPE),
+        nn.MaxPool2d(2),                                         # (N, 512, 14, 14)
+    )
+
+
+def feature_size(image_size: int, model: str) -> int:
+    """Side of the seed stacks' last feature map: three halvings and a stride-2 conv = /16."""
+    if image_size % 16:
+        raise ConfigError(f"{model}: model.image_size must be a multiple of 16, got {image_size}")
+    return image_size // 16
 
 
 # FaceSSD's and CenterNet's layer names before SmallBackbone and TopDown were shared (their

@@ -36,8 +36,8 @@ from facedet.boxes import box_area, box_convert, gaussian_radius
 from facedet.config import CenterNetConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
-from facedet.models.detector import Detector
 from facedet.models.backbone import SmallBackbone, TopDown, conv_dw, load_legacy_keys
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
 
 # The heatmap, size and offset maps have one cell per 4 x 4 input pixels (the paper's R = 4).
 OUTPUT_STRIDE = 4
@@ -320,8 +320,8 @@ class CenterNetPostprocess:
         self.peaks = peaks  # the paper's K: at most this many objects per image
 
     @torch.no_grad()
-    def __call__(self, outputs: tuple[Tensor, Tensor, Tensor], min_score: float = 0.01, nms_iou: float | None = None,
-                 top_k: int = 100, input_hw: tuple[int, int] | None = None) -> list[dict[str, Tensor]]:
+    def __call__(self, outputs: tuple[Tensor, Tensor, Tensor], *, min_score: float, nms_iou: float, top_k: int,
+                 input_hw: tuple[int, int] | None = None) -> list[dict[str, Tensor]]:
         pred_heatmap, pred_size, pred_offset = outputs
         boxes, scores, labels = decode_peaks(torch.sigmoid(pred_heatmap), pred_size, pred_offset,
                                              min(self.peaks, top_k))
@@ -349,6 +349,8 @@ def build_centernet(cfg: CenterNetConfig) -> Detector:
     model = CenterNet(cfg.width, cfg.num_classes)
     criterion = CenterNetLoss(cfg.num_classes, cfg.min_iou, cfg.size_weight, cfg.offset_weight,
                               cfg.focal_alpha, cfg.focal_beta)
+    # nms_iou: CenterNet runs no NMS, but a pyramid or tiles of one photo are merged by the
+    # Detector's NMS (detector.NMS_IOU), as every scalable rung's
     return Detector(model, criterion, CenterNetPostprocess(cfg.peaks), mean=IMAGENET_MEAN, std=IMAGENET_STD,
                     image_size=cfg.image_size, input_policy="scalable", max_size=DEFAULT_MAX_SIZE,
-                    size_multiple=INPUT_MULTIPLE)
+                    size_multiple=INPUT_MULTIPLE, min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)

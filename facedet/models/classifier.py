@@ -35,7 +35,7 @@ from facedet.config import ClassifierConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
 from facedet.models.backbone import SmallBackbone
-from facedet.models.detector import Detector
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
 
 # The seed's input resolution; the embedding layer's width depends on it.
 CLASSIFIER_IMAGE_SIZE = 128
@@ -161,4 +161,9 @@ def build_classifier(cfg: ClassifierConfig) -> Detector:
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         image_size=cfg.image_size,
+        # min_score: a crop is a face from probability 0.5; with nms_iou and top_k, also the
+        # settings of the sliding window (rung 2) that facedet.load wraps a classifier in
+        min_score=MIN_SCORE,
+        nms_iou=NMS_IOU,
+        top_k=TOP_K,
     )

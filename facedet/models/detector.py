@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from facedet.boxes import batched_nms, clip_boxes
 from facedet.data.images import load_image
-from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_image
 from facedet.errors import ConfigError, DataError
 
 INPUT_POLICIES = ("fixed", "scalable", "whole")
@@ -51,6 +51,12 @@ TILE_OVERLAP = 256
 # At most this many input pixels go through the network at once (4 tiles of 1024 x 1024, or
 # 13 photos of 640 x 480): batching saves time, but activations grow with the batch.
 MAX_BATCH_PIXELS = 1 << 22
+# How a rung turns scores into detections, unless it has a reason of its own: every builder
+# hands its Detector `min_score`, `nms_iou` and `top_k`, and facedet.load, facedet.infer and
+# facedet.calibrate run it with them (evaluation has its own protocol, facedet.config.EvalConfig).
+MIN_SCORE = 0.5  # the operating point of a checkpoint that stores no calibrated one: confident detections
+NMS_IOU = 0.45  # SSD's test-time NMS IoU (Liu et al. 2016); RetinaNet keeps its paper's 0.5
+TOP_K = 200  # at most this many detections per photo (SSD's evaluation keeps 200)
 
 
 @dataclass
@@ -102,7 +108,9 @@ def to_image_tensor(image: ImageLike) -> Tensor:
             array = np.repeat(array[:, :, None], 3, axis=2)
         if array.ndim != 3 or array.shape[2] not in (3, 4):
             raise DataError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array[:, :, :3])).permute(2, 0, 1)
+        # a copy, always: np.asarray(Image.open(p)) is read-only, and torch.from_numpy warns about
+        # (and would share) an array it may not write; the float conversion below copies anyway
+        tensor = torch.from_numpy(np.array(array[:, :, :3])).permute(2, 0, 1)
         if array.dtype == np.uint8:
             return tensor.float().div_(255.0)
         if array.dtype == np.uint16:
@@ -144,8 +152,9 @@ class Detector:
     scales:       "scalable" only: the default image pyramid, factors of `size`.
     size_multiple: "scalable" only: inputs are padded to a multiple of this (the coarsest stride).
     class_names:  names of the labels (set when loaded from a checkpoint).
-    min_score:    the operating point used when a call gives none (calibrated on validation
-                  data when `calibration` says how).
+    min_score, nms_iou, top_k: how its scores become detections when a call gives no other: set
+                  by the rung's builder (keyword-only, no default); `min_score` is replaced by
+                  the calibrated operating point of a checkpoint that stores one (`calibration`).
     """
 
     model: nn.Module
@@ -160,11 +169,12 @@ class Detector:
     size_multiple: int = 1
     scales: tuple[float, ...] = (1.0,)
     class_names: list[str] = field(default_factory=list)
-    min_score: float = 0.5
-    nms_iou: float = 0.45
     calibration: dict = field(default_factory=dict)
     source: str = ""  # the checkpoint it was loaded from
     config: Any = None  # the run's facedet.config.Config, when built by the trainer or a loader
+    min_score: float = field(kw_only=True)
+    nms_iou: float = field(kw_only=True)
+    top_k: int = field(kw_only=True)
 
     @property
     def num_parameters(self) -> int:
@@ -185,11 +195,11 @@ class Detector:
     @torch.no_grad()
     def __call__(self, images: ImageLike | Sequence[ImageLike], *, min_score: float | None = None,
                  size: int | None = None, scales: Sequence[float] | None = None, tile: int | None = None,
-                 nms_iou: float | None = None, top_k: int = 200,
+                 nms_iou: float | None = None, top_k: int | None = None,
                  batch_size: int = 8) -> Detections | list[Detections]:
         """Detect in one photo (-> Detections) or a list of photos (-> list of Detections).
 
-        min_score: keep detections scoring at least this (default: the detector's operating point)
+        min_score, nms_iou, top_k: as `detect_tensors` (None: the detector's own)
         size:      "scalable" models: resize the longer side to this many pixels (up or down); 0 = the
                    photo's own; default: the photo's own, shrunk to `self.max_size` when longer
         scales:    "scalable" models: image pyramid, factors of `size`, merged by NMS (default: `self.scales`)
@@ -198,20 +208,22 @@ class Detector:
         """
         single = not isinstance(images, (list, tuple))
         tensors = [to_image_tensor(image) for image in ([images] if single else images)]
-        found = self.detect_tensors(tensors, min_score=self.min_score if min_score is None else min_score,
-                                    size=size, scales=scales, tile=tile,
-                                    nms_iou=self.nms_iou if nms_iou is None else nms_iou,
-                                    top_k=top_k, batch_size=batch_size)
+        found = self.detect_tensors(tensors, min_score=min_score, nms_iou=nms_iou, top_k=top_k, size=size,
+                                    scales=scales, tile=tile, batch_size=batch_size)
         out = [Detections(d["boxes"], d["scores"], d["labels"], list(self.class_names)) for d in found]
         return out[0] if single else out
 
     @torch.no_grad()
-    def detect_tensors(self, images: Sequence[Tensor], *, min_score: float, nms_iou: float = 0.45,
-                       top_k: int = 200, size: int | None = None, scales: Sequence[float] | None = None,
-                       tile: int | None = None, batch_size: int = 8,
+    def detect_tensors(self, images: Sequence[Tensor], *, min_score: float | None = None,
+                       nms_iou: float | None = None, top_k: int | None = None, size: int | None = None,
+                       scales: Sequence[float] | None = None, tile: int | None = None, batch_size: int = 8,
                        options: dict | None = None) -> list[dict[str, Tensor]]:
         """Photos (3, H, W) in [0, 1] -> per photo {"boxes" (K, 4) "xyxy" pixels, "scores", "labels"} on the CPU.
 
+        min_score: keep detections scoring at least this; nms_iou: NMS removes a box overlapping a
+        better one by more than this; top_k: at most this many per photo. None (the default of
+        each) means the detector's own: its operating point (`self.min_score`, calibrated when
+        its checkpoint stores one), `self.nms_iou`, `self.top_k`, set by the rung's builder.
         options: extra keyword arguments for the post-processor (e.g. the sliding window's
         max_contained=None, or nms_iou=1.0 to see every box before NMS).
         """
@@ -219,6 +231,9 @@ class Detector:
         if self.task != "detection":
             raise ConfigError("this checkpoint is a classifier: load it with facedet.load(), which "
                               "wraps it in a sliding window, to detect")
+        min_score = self.min_score if min_score is None else min_score
+        nms_iou = self.nms_iou if nms_iou is None else nms_iou
+        top_k = self.top_k if top_k is None else top_k
         self.model.eval()
         if self.input_policy == "scalable":
             return self._detect_scalable(images, min_score, nms_iou, top_k, size, scales, tile, batch_size, options)
@@ -236,7 +251,7 @@ class Detector:
 
     def prepare(self, image: Tensor) -> Tensor:
         """A "fixed" model's input for one photo (3, H, W) in [0, 1]: stretched to image_size, normalised."""
-        return self._normalise(_resize(image, (self.image_size, self.image_size)))
+        return self._normalise(resize_image(image, (self.image_size, self.image_size)))
 
     # ------------------------------------------------------------------ the three policies
 
@@ -306,7 +321,7 @@ class Detector:
             else:
                 base = size / max(h, w) if size else 1.0
             new_h, new_w = max(1, round(h * base * factor)), max(1, round(w * base * factor))
-            resized = self._normalise(_resize(image, (new_h, new_w)))
+            resized = self._normalise(resize_image(image, (new_h, new_w)))
             hp, wp = math.ceil(new_h / m) * m, math.ceil(new_w / m) * m
             padded = F.pad(resized, (0, wp - new_w, 0, hp - new_h))  # zeros = the mean colour
             scale = (new_w / w, new_h / h)
@@ -345,13 +360,6 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
                     module[i] = nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
                     module[i + 1] = nn.Identity()
     return model
-
-
-def _resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
-    """(3, H, W) -> (3, h, w), bilinear with antialiasing (as the training pipeline's Resize)."""
-    if tuple(image.shape[-2:]) == tuple(hw):
-        return image
-    return F.interpolate(image[None], size=hw, mode="bilinear", align_corners=False, antialias=True)[0]
 
 
 def _tile_starts(length: int, side: int, overlap: int) -> list[tuple[int, tuple[float, float]]]:

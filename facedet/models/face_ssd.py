@@ -36,7 +36,9 @@ from facedet.config import FaceSSDConfig
 from facedet.errors import ConfigError
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.models.backbone import SmallBackbone, TopDown, conv_bn, conv_dw, load_legacy_keys
-from facedet.models.detector import Detector
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
+# Deliberately rung -> rung: FaceSSD IS an SSD, with other priors and another base. Its loss and
+# post-processing are SSD's own (rung 5's idea), reused unchanged, not rewritten.
 from facedet.models.ssd import MultiBoxLoss, SSDPostprocess
 
 # --------------------------------------------------------------------------- 1. priors
@@ -86,7 +88,7 @@ def priors_per_cell() -> tuple[int, ...]:
 
 def make_face_priors(height: int, width: int | None = None) -> Tensor:
     """The face priors of a `height` x `width` input (multiples of 64), (P, 4) "cxcywh"
-    fractional of that input, clamped to [0, 1].
+    fractional of that input, NOT clamped.
 
     Order = order of the concatenated predictions: map by map (stride 8 first), cells row by
     row, and in each cell side by side (smallest first), each side in every aspect of FACE_ASPECTS.
@@ -94,7 +96,14 @@ def make_face_priors(height: int, width: int | None = None) -> Tensor:
     P = 40*40*6 + 20*20*4 + 10*10*4 + 5*5*6 = 11,750 for 320 x 320.
 
     Toy check (64 x 64: one 1 x 1 map of stride 64 has cx = cy = 0.5, and its square of
-    side 128 px is 2.0 wide before the clamp to [0, 1]).
+    side 128 px is 2.0 wide).
+
+    Why no clamp: SSD300's priors are fractions of its one input size, and clamping them to
+    [0, 1] caps the extra prior of its last map at the whole image. These sides are pixels: the
+    network learns its offsets against a 256 px prior on 320 px crops, so that prior must stay
+    256 px on a 180 x 200 photo (padded to 192 x 256) too; clamping the fractions would shrink it
+    to the input's side there, and the same output would decode to a smaller box. A prior that
+    overhangs the input is harmless: decoded boxes are clipped to the photo (facedet.models.detector).
     """
     width = height if width is None else width
     if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE or height <= 0 or width <= 0:
@@ -111,7 +120,7 @@ def make_face_priors(height: int, width: int | None = None) -> Tensor:
         cxcy = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2)  # (rows*cols, 1, 2), row by row
         priors = torch.cat([cxcy.expand(-1, len(shapes), 2), wh.expand(rows * cols, -1, 2)], dim=-1)
         all_priors.append(priors.reshape(-1, 4))  # (rows*cols*A, 4)
-    return torch.cat(all_priors).clamp_(0.0, 1.0)
+    return torch.cat(all_priors)  # (P, 4); no clamp, see above
 
 
 # --------------------------------------------------------------------------- 2. model
@@ -188,5 +197,6 @@ def build_face_ssd(cfg: FaceSSDConfig) -> Detector:
                              focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
     postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax", prior_fn=make_face_priors)
     return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size,
-                    input_policy="scalable", max_size=DEFAULT_MAX_SIZE, size_multiple=INPUT_MULTIPLE)
+                    input_policy="scalable", max_size=DEFAULT_MAX_SIZE, size_multiple=INPUT_MULTIPLE,
+                    min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)
 

@@ -8,7 +8,7 @@ builder. Differences from SSD300 (facedet/models/ssd.py), all from the seed:
     is scaled by x0.5 .. x1.5 of the anchor, so predictions stay near their anchor;
   - one sigmoid per object class and no background column (binary cross-entropy or focal
     loss): background is "every class says no".
-Prior matching and class-aware NMS are SSD's, imported from ssd.py.
+Prior matching and class-aware NMS are SSD's (facedet.boxes.match_priors, multiclass_nms).
 """
 from __future__ import annotations
 
@@ -18,17 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.boxes import box_convert
+from facedet.boxes import box_convert, match_priors, multiclass_nms, pad_targets
 from facedet.config import FastaiSSDConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
-from facedet.models.detector import Detector
-from facedet.models.ssd import (
-    match_priors,
-    multiclass_nms,
-    pad_targets,
-    sigmoid_focal_loss,
-)
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
+from facedet.models.losses import sigmoid_focal_loss
 
 GRIDS = (4, 2, 1)
 ZOOMS = (0.75, 1.0, 1.3)
@@ -208,15 +203,15 @@ class FastaiSSDLoss(nn.Module):
 
 class FastaiSSDPostprocess:
     """(pred_locs, pred_scores) -> per-image detections: tanh boxes, sigmoid scores,
-    per-class score filter, class-aware NMS and top_k (see ssd.multiclass_nms)."""
+    per-class score filter, class-aware NMS and top_k (facedet.boxes.multiclass_nms)."""
 
     def __init__(self, anchors: Tensor, cell_sizes: Tensor) -> None:
         self.anchors = anchors
         self.cell_sizes = cell_sizes
 
     @torch.no_grad()
-    def __call__(self, outputs: tuple[Tensor, Tensor], min_score: float = 0.01,
-                 nms_iou: float = 0.45, top_k: int = 200) -> list[dict[str, Tensor]]:
+    def __call__(self, outputs: tuple[Tensor, Tensor], *, min_score: float, nms_iou: float,
+                 top_k: int) -> list[dict[str, Tensor]]:
         pred_locs, pred_scores = outputs
         device = pred_locs.device
         boxes = activations_to_boxes(pred_locs, self.anchors.to(device), self.cell_sizes.to(device))
@@ -243,4 +238,4 @@ def build_fastai_ssd(cfg: FastaiSSDConfig) -> Detector:
     criterion = FastaiSSDLoss(anchors, cell_sizes, loss=loss,
                               focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
     return Detector(model, criterion, FastaiSSDPostprocess(anchors, cell_sizes), image_size=cfg.image_size,
-                    mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD, min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)

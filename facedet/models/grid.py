@@ -28,9 +28,9 @@ from facedet.boxes import box_convert, component_boxes, label_components
 from facedet.config import GridConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
-from facedet.models.backbone import GridFeatures
-from facedet.models.detector import Detector
-from facedet.models.yolo_face import LEAKY_SLOPE, binary_cross_entropy, feature_size, yolo_face_features
+from facedet.models.backbone import LEAKY_SLOPE, GridFeatures, feature_size, yolo_face_features
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
+from facedet.models.losses import binary_cross_entropy
 
 # --------------------------------------------------------------------------- models
 
@@ -212,7 +212,7 @@ class GridLoss(nn.Module):
             truth = targets.to(outputs.device, outputs.dtype)
         else:
             truth = truth_matrices(targets, self.griddim, outputs.device).to(outputs.dtype)
-        # YOLO-face's written-out BCE, not F.binary_cross_entropy, which refuses NaN inputs (a
+        # the written-out BCE (models/losses.py), not F.binary_cross_entropy, which refuses NaN inputs (a
         # device assert on CUDA): a NaN output gives a NaN term, which the trainer names
         return {"bce": binary_cross_entropy(outputs, truth).mean()}
 
@@ -242,13 +242,15 @@ class GridPostprocess:
         self.cell_threshold = cell_threshold
 
     @torch.no_grad()
-    def __call__(
-        self, outputs: Tensor, min_score: float = 0.5, nms_iou: float | None = None, top_k: int = 100
-    ) -> list[dict[str, Tensor]]:
+    def __call__(self, outputs: Tensor, min_score: float = MIN_SCORE, nms_iou: float | None = None,
+                 top_k: int = TOP_K) -> list[dict[str, Tensor]]:
         """outputs (N, S, S) -> N dicts {"boxes" (K, 4) fractional "xyxy", "scores" (K,),
         "labels" (K,) int64}, by decreasing score, K <= top_k.
 
         nms_iou is accepted for a uniform call and ignored: components never share a cell.
+        Unlike the other rungs' post-processors this one has defaults, the Detector's own
+        settings (facedet.models.detector): chapter 3 reads the boxes off a hand-made grid with
+        GridPostprocess(7)(probs[None]).
         """
         S = outputs.shape[1]
         detections = []
@@ -296,7 +298,7 @@ def build_grid_simple(cfg: GridConfig) -> Detector:
     else:
         model = GridSimpleCNNModel(cfg.griddim, cfg.image_size)
     return Detector(model, GridLoss(cfg.griddim), GridPostprocess(cfg.griddim), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                    image_size=cfg.image_size)
+                    image_size=cfg.image_size, min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)
 
 
 def build_grid_cnn(cfg: GridConfig) -> Detector:
@@ -308,4 +310,4 @@ def build_grid_cnn(cfg: GridConfig) -> Detector:
     else:
         model = GridCNNModel(cfg.griddim, cfg.image_size)
     return Detector(model, GridLoss(cfg.griddim), GridPostprocess(cfg.griddim), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                    image_size=cfg.image_size)
+                    image_size=cfg.image_size, min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)

@@ -34,13 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.boxes import box_convert, box_iou, decode, encode, generalized_box_iou, greedy_nms_mask
+from facedet.boxes import box_convert, box_iou, decode, encode, generalized_box_iou, greedy_nms_mask, pad_targets
 from facedet.config import RetinaNetConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
-from facedet.models.detector import Detector
 from facedet.models.backbone import SmallBackbone
-from facedet.models.ssd import pad_targets, sigmoid_focal_loss
+from facedet.models.detector import MIN_SCORE, TOP_K, Detector
+from facedet.models.losses import sigmoid_focal_loss
 
 # The backbone's coarsest stage C5 has stride 2^5 = 32: inputs are padded to a multiple of it,
 # so that P3-P5 tile the input exactly (P6, P7 round up, as their stride-2 convs do).
@@ -51,6 +51,8 @@ VARIANCES = (0.1, 0.2)
 # Decoded boxes may grow at most 1000/16 times their anchor (torchvision's bound): an untrained
 # network's large log-size offsets would otherwise overflow exp() to inf.
 MAX_LOG_SIZE = math.log(1000.0 / 16)
+# Test-time NMS IoU of the paper (Detectron's RetinaNet), not SSD's 0.45 (detector.NMS_IOU)
+NMS_IOU = 0.5
 
 # --------------------------------------------------------------------------- 1. anchors
 
@@ -331,7 +333,7 @@ class RetinaNetLoss(nn.Module):
     "LOSS FINALE RETINANET").
 
     L_cls: sigmoid focal loss over EVERY anchor and class except the ignored anchors (no mining):
-           FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t), facedet.models.ssd.sigmoid_focal_loss.
+           FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t), facedet.models.losses.sigmoid_focal_loss.
     L_box: Smooth L1 on the positives' encoded offsets (the paper), or 1 - GIoU of their decoded boxes.
     N_pos: positive anchors in the batch (at least 1). Dividing by N_pos rather than by all
     anchors is right because, after the focal weight, the easy negatives add almost nothing.
@@ -419,8 +421,8 @@ class RetinaNetPostprocess:
         return self._cache[(h, w)]
 
     @torch.no_grad()
-    def __call__(self, outputs: tuple[Tensor, Tensor], min_score: float = 0.05, nms_iou: float = 0.5,
-                 top_k: int = 100, input_hw: tuple[int, int] | None = None) -> list[dict[str, Tensor]]:
+    def __call__(self, outputs: tuple[Tensor, Tensor], *, min_score: float, nms_iou: float, top_k: int,
+                 input_hw: tuple[int, int] | None = None) -> list[dict[str, Tensor]]:
         pred_locs, pred_logits = outputs
         anchors, counts = self.anchors_for(input_hw)
         if sum(counts) != pred_logits.shape[1]:
@@ -501,4 +503,5 @@ def build_retinanet(cfg: RetinaNetConfig) -> Detector:
                               cfg.focal_alpha, cfg.focal_gamma, cfg.box_loss, cfg.box_weight)
     postprocess = RetinaNetPostprocess(anchors, cfg.image_size, cfg.pre_nms_top_k)
     return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size,
-                    input_policy="scalable", max_size=cfg.max_size, size_multiple=INPUT_MULTIPLE, nms_iou=0.5)
+                    input_policy="scalable", max_size=cfg.max_size, size_multiple=INPUT_MULTIPLE,
+                    min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)

@@ -19,8 +19,8 @@ precise when the window sizes match the face sizes.
 Reading order:
 
     SlidingWindowDetector     the scan: images -> (window boxes, face probabilities)
-    suppress_nested           the NMS companion for windows of very different sizes
     sliding_window_postprocess   threshold, NMS across all sizes, nested windows, top_k
+                              (facedet.boxes.merge_windows, which Viola-Jones shares)
     detector_from_classifier  a trained classifier Detector -> a detection Detector
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.boxes import batched_nms, box_area, box_intersection
+from facedet.boxes import MAX_CONTAINED, merge_windows
+from facedet.data.transforms import resize_image
 from facedet.errors import ConfigError, FacedetError
 from facedet.models.detector import Detector
 
@@ -136,7 +137,7 @@ class SlidingWindowDetector(nn.Module):
         batch, _, height, width = images.shape
         offset = 0  # index of the level's first window among all the image's windows
         for hr, wr, rows, cols in self._levels(height, width):
-            level = F.interpolate(images, size=(hr, wr), mode="bilinear", align_corners=False, antialias=True)
+            level = resize_image(images, (hr, wr))
             pad_h = (rows - 1) * self.stride + self.window - hr
             pad_w = (cols - 1) * self.stride + self.window - wr
             level = F.pad(level, (0, pad_w, 0, pad_h))                                    # (B, 3, H', W')
@@ -178,8 +179,7 @@ class SlidingWindowDetector(nn.Module):
             images = images.unsqueeze(0)
         height, width = images.shape[-2:]
         scanned = self.scanned_size(height, width)
-        if scanned != (height, width):
-            images = F.interpolate(images, size=scanned, mode="bilinear", align_corners=False, antialias=True)
+        images = resize_image(images, scanned)
         boxes = self.window_boxes(height, width).to(images.device)                         # (n, 4)
         scores = torch.zeros(images.shape[0], len(boxes), device=images.device)           # (B, n)
         for crops, image_index, window_index in self._batches(self._pieces(images)):
@@ -188,56 +188,18 @@ class SlidingWindowDetector(nn.Module):
         return boxes.expand(images.shape[0], -1, -1), scores
 
 
-def suppress_nested(boxes: Tensor, groups: Tensor, max_contained: float) -> Tensor:
-    """Drop boxes lying mostly inside a higher-scoring box of the same group.
-
-    boxes: (K, 4) "xyxy", sorted by decreasing score; groups: (K,) int (the image index).
-    Returns keep (K,) bool. A pair is "nested" when intersection / area of the smaller box
-    >= max_contained. IoU misses this case: a 48-px window inside a 96-px one has IoU 0.25
-    whatever their scores, so plain NMS keeps both; the seed asks for an NMS that
-    "summarises boxes at very different resolutions". One vectorised pass: a box goes when
-    ANY higher-scoring box contains it, even one that is itself dropped.
-    """
-    inter = box_intersection(boxes[:, None, :], boxes[None, :, :])                      # (K, K)
-    area = box_area(boxes)                                                              # (K,)
-    smaller = torch.minimum(area[:, None], area[None, :]).clamp(min=1e-12)
-    higher = torch.ones_like(inter, dtype=torch.bool).triu(diagonal=1)                   # row i scores above column j
-    nested = (inter / smaller >= max_contained) & higher & (groups[:, None] == groups[None, :])
-    return ~nested.any(dim=0)
-
-
-def sliding_window_postprocess(
-    outputs: tuple[Tensor, Tensor],
-    min_score: float = 0.5,
-    nms_iou: float = 0.3,
-    top_k: int = 100,
-    max_contained: float | None = 0.8,
-) -> list[dict[str, Tensor]]:
+def sliding_window_postprocess(outputs: tuple[Tensor, Tensor], *, min_score: float, nms_iou: float, top_k: int,
+                               max_contained: float | None = MAX_CONTAINED) -> list[dict[str, Tensor]]:
     """Positive windows -> detections, one dict per image.
 
     outputs: (boxes (B, n, 4) "xyxy" fractional, scores (B, n)) from SlidingWindowDetector.
-    Windows scoring >= min_score of all sizes compete in one NMS per image (the image index
-    plays the class in batched_nms, so images never suppress each other); then windows
-    nested in a better one are dropped (`suppress_nested`; max_contained=None skips it).
+    Windows scoring >= min_score of all sizes compete in one NMS per image; then windows nested
+    in a better one are dropped (facedet.boxes.suppress_nested; max_contained=None skips it): a
+    48-px window inside a 96-px one has IoU 0.25 whatever their scores, so plain NMS keeps both.
     Returns [{"boxes": (K, 4) "xyxy" fractional, "scores": (K,), "labels": (K,) zeros}] with
-    K <= top_k, by decreasing score.
+    K <= top_k, by decreasing score (facedet.boxes.merge_windows).
     """
-    boxes, scores = outputs
-    image_index, window_index = (scores >= min_score).nonzero(as_tuple=True)           # (P,), (P,)
-    candidates = boxes[image_index, window_index]                                       # (P, 4)
-    candidate_scores = scores[image_index, window_index]
-    keep = batched_nms(candidates, candidate_scores, image_index, nms_iou)             # by decreasing score
-    if max_contained is not None:
-        keep = keep[suppress_nested(candidates[keep], image_index[keep], max_contained)]
-    detections = []
-    for b in range(scores.shape[0]):
-        kept = keep[image_index[keep] == b][:top_k]
-        detections.append({
-            "boxes": candidates[kept],
-            "scores": candidate_scores[kept],
-            "labels": torch.zeros(len(kept), dtype=torch.int64, device=scores.device),  # 0 = face
-        })
-    return detections
+    return merge_windows(*outputs, min_score, nms_iou, top_k, max_contained)
 
 
 class NotTrainable(nn.Module):
@@ -259,6 +221,9 @@ def detector_from_classifier(classifier: Detector, **options: Any) -> Detector:
         raise ConfigError(f"the sliding window needs a classifier checkpoint, got a '{classifier.task}' model")
     window = classifier.image_size or 128
     scanner = SlidingWindowDetector(classifier.model, window=window, **options)
+    # its operating point and NMS are the classifier's (set by build_classifier for this scan,
+    # or calibrated on the scan's detections and stored in the classifier's checkpoint)
     return Detector(model=scanner, criterion=NotTrainable(), postprocess=sliding_window_postprocess,
                     task="detection", mean=classifier.mean, std=classifier.std, input_policy="whole",
-                    image_size=classifier.image_size)
+                    image_size=classifier.image_size, min_score=classifier.min_score, nms_iou=classifier.nms_iou,
+                    top_k=classifier.top_k, calibration=classifier.calibration)

@@ -3,10 +3,11 @@
 Read top to bottom:
   1. priors        - the 8732 default boxes, `make_priors()`
   2. model         - VGG16 base + L2Norm(conv4_3) + auxiliary convs + prediction convs
-  3. criterion     - `MultiBoxLoss`: prior matching, Smooth L1, CE with hard negative
-                     mining (or sigmoid focal loss)
-  4. post-process  - `SSDPostprocess`: decode, per-class score filter, class-aware NMS, top_k,
-                     batched over images and classes without Python loops over either
+  3. criterion     - `MultiBoxLoss`: prior matching (facedet.boxes.match_priors), Smooth L1, CE
+                     with hard negative mining (or sigmoid focal loss, facedet.models.losses)
+  4. post-process  - `SSDPostprocess`: decode, then facedet.boxes.multiclass_nms: per-class score
+                     filter, class-aware NMS, top_k, batched over images and classes without
+                     Python loops over either
   5. builder       - `build_ssd300(cfg) -> Detector`
 
 Inside SSD, class 0 is *background* and object class `c` (0-based in the dataset) is
@@ -22,11 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.boxes import box_convert, box_iou, decode, encode, greedy_nms_mask
+from facedet.boxes import box_convert, decode, encode, match_priors, multiclass_nms, pad_targets
 from facedet.config import SSD300Config
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
-from facedet.models.detector import Detector
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
+from facedet.models.losses import sigmoid_focal_loss
 
 # --------------------------------------------------------------------------- 1. priors
 
@@ -238,78 +240,6 @@ class SSD300(nn.Module):
 # --------------------------------------------------------------------------- 3. criterion
 
 
-def pad_targets(targets: Sequence[dict], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Stack per-image targets into padded tensors so matching is one batched operation.
-
-    targets: list of B dicts with "boxes" (n_i, 4) "xyxy" fractional and "labels" (n_i,)
-    returns boxes (B, M, 4) "xyxy", labels (B, M) int64, valid (B, M) bool, M = max(1, max n_i)
-    (padding rows are zeros with valid False; M >= 1 keeps shapes non-empty).
-    """
-    counts = [len(t["labels"]) for t in targets]
-    m = max([1] + counts)
-    boxes = torch.zeros(len(targets), m, 4, device=device)
-    labels = torch.zeros(len(targets), m, dtype=torch.int64, device=device)
-    valid = torch.zeros(len(targets), m, dtype=torch.bool, device=device)
-    if sum(counts):
-        # the (image, slot) of every box in the batch, so one scatter fills the padded
-        # tensors: a fixed handful of operations instead of three copies per image
-        per_image = torch.tensor(counts)
-        image = torch.repeat_interleave(torch.arange(len(targets)), per_image)  # (n,)
-        first = torch.cumsum(per_image, 0) - per_image  # (B,) index of each image's first box
-        slot = torch.arange(len(image)) - first.repeat_interleave(per_image)  # (n,) 0, 1, .. within its image
-        image, slot = image.to(device), slot.to(device)
-        boxes[image, slot] = torch.cat([t["boxes"].reshape(-1, 4) for t in targets]).to(device, torch.float32)
-        labels[image, slot] = torch.cat([t["labels"].reshape(-1) for t in targets]).to(device, torch.int64)
-        valid[image, slot] = True
-    return boxes, labels, valid
-
-
-def match_priors(gt_boxes: Tensor, gt_labels: Tensor, valid: Tensor, priors_xyxy: Tensor,
-                 threshold: float = 0.5) -> tuple[Tensor, Tensor]:
-    """Assign every prior an object (or background), for a whole batch at once.
-
-    gt_boxes (B, M, 4) "xyxy", gt_labels (B, M) 0-based, valid (B, M), priors_xyxy (P, 4).
-    Rules (SSD paper): each prior takes the object it overlaps most; each object also
-    takes its best prior whatever the overlap (so no object goes unmatched); priors whose
-    overlap is below `threshold` are background.
-    returns labels (B, P) int64 with 0 = background and object class c as c + 1,
-            matched (B, P, 4) "xyxy" box of each prior's object (meaningful where labels > 0).
-    """
-    b, m, _ = gt_boxes.shape
-    iou = box_iou(gt_boxes.reshape(b * m, 4), priors_xyxy).reshape(b, m, -1)  # (B, M, P)
-    iou = iou.masked_fill(~valid.unsqueeze(-1), -1.0)  # padding never wins
-    overlap, obj_for_prior = iou.max(dim=1)  # (B, P)
-    prior_for_obj = iou.argmax(dim=2)  # (B, M)
-    img, obj = valid.nonzero(as_tuple=True)
-    pri = prior_for_obj[img, obj]
-    obj_for_prior[img, pri] = obj
-    overlap[img, pri] = 2.0  # above any threshold: forced matches stay positive
-    labels = gt_labels.gather(1, obj_for_prior) + 1  # (B, P)
-    labels[overlap < threshold] = 0
-    matched = gt_boxes.gather(1, obj_for_prior.unsqueeze(-1).expand(-1, -1, 4))  # (B, P, 4)
-    return labels, matched
-
-
-def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float | None = 0.25,
-                       gamma: float = 2.0) -> Tensor:
-    """Element-wise focal loss FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t) (Lin et al. 2017).
-
-    logits, targets: same shape, targets in {0, 1}; returns the same shape, unreduced.
-    alpha weighs positives (1 - alpha negatives), None = no weighting; (1 - p_t)^gamma
-    shrinks the loss of examples already classified well, i.e. the flood of easy background
-    anchors. gamma = 0 and alpha = None is binary cross-entropy. RetinaNet (rung 6,
-    facedet.models.retinanet) works an example through by hand.
-    """
-    p = logits.sigmoid()
-    p_t = p * targets + (1 - p) * (1 - targets)
-    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # -log(p_t)
-    loss = (1 - p_t).pow(gamma) * bce
-    if alpha is None:
-        return loss
-    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-    return alpha_t * loss
-
-
 class MultiBoxLoss(nn.Module):
     """SSD's loss: Smooth L1 on the positives' offsets + classification, both / N_pos.
 
@@ -386,69 +316,15 @@ class MultiBoxLoss(nn.Module):
 # --------------------------------------------------------------------------- 4. post-process
 
 
-def multiclass_nms(boxes: Tensor, scores: Tensor, min_score: float, nms_iou: float,
-                   top_k: int, candidates: int | None = None) -> list[dict[str, Tensor]]:
-    """Per-class score filter + per-class NMS + top_k, for a batch, all classes at once.
-
-    boxes  (B, P, 4) "xyxy" (one box per prior, shared by the classes)
-    scores (B, P, C) probabilities of the C object classes (no background column)
-    Every (image, class) pair is a group: its boxes scoring >= min_score, best first.
-    Only the best `candidates` of each group enter one padded NMS (facedet.boxes'
-    `greedy_nms_mask`, all groups at once). The top_k boxes of an image are shared by its
-    C classes, so the default is 4 * top_k / C (at most top_k): the IoU work grows with its
-    square. A group cut short could still own a box of the final top_k if most of its
-    candidates were suppressed; when that can happen the cut is doubled and NMS redone, so
-    the result is always that of NMS on every candidate.
-    returns per image {"boxes" (K, 4) "xyxy", "scores" (K,), "labels" (K,) 0-based},
-    K <= top_k, sorted by decreasing score.
-    """
-    b, p, c = scores.shape
-    group_scores = scores.transpose(1, 2).reshape(b * c, p)  # (G, P), group g = image * C + class
-    passing = group_scores >= min_score
-    num_pass = passing.sum(dim=1)  # (G,)
-    most = int(num_pass.max()) if num_pass.numel() else 0
-    if candidates is None:
-        candidates = min(top_k, max(16, 4 * math.ceil(top_k / c)))
-    cut = min(max(1, candidates), max(1, most))
-    image = torch.arange(b, device=boxes.device).repeat_interleave(c)  # (G,) image of each group
-    while True:
-        ranked = group_scores.masked_fill(~passing, -1.0)
-        cand_scores, cand_prior = ranked.topk(cut, dim=1)  # (G, cut) best first
-        cand_valid = cand_scores >= min_score
-        cand_boxes = boxes[image.unsqueeze(1), cand_prior]  # (G, cut, 4)
-        keep = greedy_nms_mask(cand_boxes, cand_valid, nms_iou)
-
-        kept_scores = cand_scores.masked_fill(~keep, -1.0).view(b, c * cut)  # (B, C*cut)
-        if cut >= most:
-            break
-        # the best missing box of a cut group scores at most its last candidate's score
-        cut_groups = (num_pass > cut).view(b, c)
-        threshold = cand_scores[:, -1].view(b, c)
-        num_better = (kept_scores.unsqueeze(1) > threshold.unsqueeze(2)).sum(dim=2)  # (B, C)
-        if bool(((num_better >= top_k) | ~cut_groups).all()):
-            break
-        cut = min(2 * cut, most)
-
-    best_scores, best = kept_scores.topk(min(top_k, c * cut), dim=1)  # (B, top_k)
-    best_boxes = cand_boxes.view(b, c * cut, 4).gather(1, best.unsqueeze(-1).expand(-1, -1, 4))
-    best_labels = best // cut  # position in (class, candidate) order -> 0-based class
-    found = best_scores >= min_score
-    return [
-        {"boxes": best_boxes[i][found[i]], "scores": best_scores[i][found[i]],
-         "labels": best_labels[i][found[i]]}
-        for i in range(b)  # variable-length results: one dict per image
-    ]
-
-
 class SSDPostprocess:
     """Raw SSD outputs -> detections per image.
 
     outputs = (pred_locs (B, P, 4), pred_scores (B, P, C + 1)); decodes the offsets
     against `priors` ("cxcywh"), turns logits into probabilities (softmax over the
     background and the classes for a CE-trained model; per-class sigmoid for focal loss),
-    then `multiclass_nms`. Evaluation settings of the paper: min_score 0.01, nms_iou 0.45,
-    top_k 200. `candidates` (a speed knob, never a change of result) is the first cut of
-    boxes per (image, class) that enters NMS.
+    then facedet.boxes.multiclass_nms with the caller's min_score, nms_iou and top_k (the
+    Detector's, set by the builder). `candidates` (a speed knob, never a change of result) is the
+    first cut of boxes per (image, class) that enters NMS.
     """
 
     def __init__(self, priors: Tensor, variances: tuple[float, float] = (0.1, 0.2),
@@ -475,9 +351,8 @@ class SSDPostprocess:
         return self._priors_by_size[key]
 
     @torch.no_grad()
-    def __call__(self, outputs: tuple[Tensor, Tensor], min_score: float = 0.01,
-                 nms_iou: float = 0.45, top_k: int = 200, candidates: int | None = None,
-                 input_hw: tuple[int, int] | None = None) -> list[dict[str, Tensor]]:
+    def __call__(self, outputs: tuple[Tensor, Tensor], *, min_score: float, nms_iou: float, top_k: int,
+                 candidates: int | None = None, input_hw: tuple[int, int] | None = None) -> list[dict[str, Tensor]]:
         pred_locs, pred_scores = outputs
         priors = self.priors_for(input_hw).to(pred_locs.device)
         boxes = box_convert(decode(pred_locs, priors, self.variances), "cxcywh", "xyxy")
@@ -513,4 +388,5 @@ def build_ssd300(cfg: SSD300Config) -> Detector:
     criterion = MultiBoxLoss(priors, neg_pos_ratio=cfg.neg_pos_ratio, loss=loss,
                              focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
     postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax")
-    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=300)
+    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=300,
+                    min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)

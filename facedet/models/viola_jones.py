@@ -24,7 +24,7 @@ Reading order:
     train_stage             AdaBoost until a stage meets its target rates
     ViolaJonesCascade       the trained cascade as an nn.Module (buffers, no parameters): scan
     window_support          a window's score: how many overlapping windows agree with it
-    viola_jones_postprocess detections -> NMS (boxes.batched_nms) -> top_k
+    viola_jones_postprocess detections -> the windows' merge (boxes.merge_windows) -> top_k
     build_viola_jones       the Detector
 The training loop (bootstrapped negatives, checkpoints) is facedet/boosting.py.
 """
@@ -38,12 +38,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from facedet.boxes import box_iou
+from facedet.boxes import MAX_CONTAINED, box_iou, merge_windows
 from facedet.config import ViolaJonesConfig
 from facedet.errors import FacedetError
-from facedet.models.detector import Detector
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
 from facedet.models.haar_features import MAX_RECTS, WINDOW, HaarFeatures, integral_image, window_mean_std
-from facedet.models.sliding_window import sliding_window_postprocess
 
 # ITU-R BT.601 luma: the grey level the cascade sees (it was designed for grey images)
 LUMA = (0.299, 0.587, 0.114)
@@ -298,15 +297,15 @@ class ViolaJonesCascade(nn.Module):
         """Feature scales of the scan: window side min_window * 1.25^k up to the image (or max_window)."""
         largest = min(height, width) if not self.max_window else min(height, width, self.max_window)
         scales, scale = [], self.min_window / self.window
-        while round(self.window * scale) <= largest:
+        while pixels(self.window * scale) <= largest:
             scales.append(scale)
             scale *= self.scale_factor
         return scales
 
     def grid(self, height: int, width: int, scale: float) -> tuple[int, int, int, int]:
-        """The windows of one scale: (side, step, rows, cols); windows every round(scan_step * scale) px."""
-        side = round(self.window * scale)
-        step = max(1, round(self.scan_step * scale))
+        """The windows of one scale: (side, step, rows, cols); windows every pixels(scan_step * scale) px."""
+        side = pixels(self.window * scale)
+        step = max(1, pixels(self.scan_step * scale))
         return side, step, (height - side) // step + 1, (width - side) // step + 1
 
     def windows(self, height: int, width: int, scale: float) -> Tensor:
@@ -321,11 +320,12 @@ class ViolaJonesCascade(nn.Module):
         (corner_y (S, 16), corner_x (S, 16), corner_weights (S, 16)) such that
         sum_k corner_weights[k] * ii[y + corner_y[k], x + corner_x[k]] = sum_r w_r area_r sum_r / scaled_area_r.
 
-        Edges are rounded to whole pixels (so adjacent rectangles stay adjacent); dividing each
-        rectangle's sum by its rounded area and multiplying by its 24-px area keeps the value
-        what the stump was trained on.
+        Edges are rounded to whole pixels by `pixels`' rule, the window's (so adjacent rectangles
+        stay adjacent, and an edge on the 24-px window's border lands on the scaled window's);
+        dividing each rectangle's sum by its rounded area and multiplying by its 24-px area keeps
+        the value what the stump was trained on.
         """
-        scaled = torch.floor(self.rects.double() * scale + 0.5).long()            # (S, 4, 4)
+        scaled = torch.floor(self.rects.double() * scale + 0.5).long()            # (S, 4, 4), as pixels()
         coefficients = self.rect_weights.double() * _area(self.rects) / _area(scaled).clamp(min=1)  # (S, 4)
         x0, y0, x1, y1 = scaled.unbind(-1)                                          # (S, 4) each
         corner_y = torch.stack([y1, y0, y1, y0], -1).reshape(len(scaled), 16)      # (S, 16)
@@ -478,6 +478,14 @@ class ViolaJonesCascade(nn.Module):
         return boxes.to(images.device), scores.to(images.device)
 
 
+def pixels(length: float) -> int:
+    """A scaled length in whole pixels, halves rounded up: the one rule for window sides, steps
+    and feature edges. (Python's round() sends halves to the even integer: with a 26-px first
+    window the second is 26 x 1.25 = 32.5 px, round() made it 32 while its features' edges,
+    rounded up, reached 33, one pixel outside the window and past the edge of the photo.)"""
+    return math.floor(length + 0.5)
+
+
 def _area(rects: Tensor) -> Tensor:
     """(..., 4) "xyxy" integer rectangles -> (...) float64 areas."""
     return ((rects[..., 2] - rects[..., 0]) * (rects[..., 3] - rects[..., 1])).double()
@@ -503,11 +511,12 @@ def window_support(boxes: Tensor, scores: Tensor, chunk: int = 1024) -> Tensor:
     return scores * (1 - torch.exp(-support))
 
 
-def viola_jones_postprocess(outputs: tuple[Tensor, Tensor], min_score: float = 0.5, nms_iou: float = 0.3,
-                            top_k: int = 100, max_contained: float | None = 0.8) -> list[dict[str, Tensor]]:
+def viola_jones_postprocess(outputs: tuple[Tensor, Tensor], *, min_score: float, nms_iou: float, top_k: int,
+                            max_contained: float | None = MAX_CONTAINED) -> list[dict[str, Tensor]]:
     """The cascade's windows -> detections: each window scored by its support (`window_support`),
-    then the sliding window's merge (NMS from facedet.boxes across all sizes, then windows nested
-    in a better one dropped unless max_contained is None). Padding (score -1) never passes.
+    then merged as the sliding window's are (facedet.boxes.merge_windows: NMS across all sizes,
+    then windows nested in a better one dropped unless max_contained is None). Padding (score -1)
+    never passes.
 
     outputs: (boxes (B, P, 4) "xyxy" fractional, scores (B, P)). Returns per image
     {"boxes": (K, 4) "xyxy" fractional, "scores": (K,), "labels": (K,) zeros}, K <= top_k.
@@ -517,8 +526,7 @@ def viola_jones_postprocess(outputs: tuple[Tensor, Tensor], min_score: float = 0
     for b in range(len(scores)):
         real = scores[b] >= 0
         supported[b, real] = window_support(boxes[b, real], scores[b, real])
-    return sliding_window_postprocess((boxes, supported), min_score=max(min_score, 0.0), nms_iou=nms_iou,
-                                      top_k=top_k, max_contained=max_contained)
+    return merge_windows(boxes, supported, max(min_score, 0.0), nms_iou, top_k, max_contained)
 
 
 class NotDifferentiable(nn.Module):
@@ -539,4 +547,4 @@ def build_viola_jones(cfg: ViolaJonesConfig) -> Detector:
                                 min_window=cfg.min_window, max_window=cfg.max_window)
     return Detector(model=cascade, criterion=NotDifferentiable(), postprocess=viola_jones_postprocess,
                     task="detection", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), image_size=cfg.image_size,
-                    input_policy="whole")
+                    input_policy="whole", min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)

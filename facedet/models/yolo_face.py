@@ -6,7 +6,7 @@ cell's receptive field covers much more than the cell, the cell that holds a fac
 can see the whole face and regress its box. Every cell proposes a box; non-maximum
 suppression keeps the best one per face. Reading order:
 
-    yolo_face_features   the seed's convolution stack (also used by grid.GridCNNModel)
+    yolo_face_features   the seed's convolution stack (facedet.models.backbone: grid.GridCNNModel uses it too)
     YOLOFaceCNN          the seed's network, layer for layer (413,743,925 parameters)
     YOLOFaceTiny         a compact fully-convolutional variant (1,128,229 parameters) for CPU
     YOLOFaceSmall        the same head on the shared small backbone (model.backbone: small)
@@ -44,11 +44,9 @@ from facedet.boxes import batched_nms, box_area, box_convert, elementwise_box_io
 from facedet.config import YOLOFaceConfig, YOLOFaceTinyConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
-from facedet.models.backbone import GridFeatures
-from facedet.models.detector import Detector
-
-# YOLOv1's leaky ReLU slope, also used by the seed.
-LEAKY_SLOPE = 0.1
+from facedet.models.backbone import LEAKY_SLOPE, GridFeatures, feature_size, yolo_face_features
+from facedet.models.detector import MIN_SCORE, NMS_IOU, TOP_K, Detector
+from facedet.models.losses import binary_cross_entropy
 
 
 def num_class_scores(num_classes: int) -> int:
@@ -62,38 +60,6 @@ def cell_channels(boxes_per_cell: int, num_classes: int) -> int:
 
 
 # --------------------------------------------------------------------------- models
-
-
-def yolo_face_features() -> nn.Sequential:
-    """The seed's YOLO-face convolution stack: images (N, 3, 224, 224) -> (N, 512, 14, 14).
-
-    1,686,080 parameters. The 1x1 convolutions are YOLOv1's "reduction" layers (borrowed
-    from GoogLeNet): they mix channels cheaply before the next 3x3 convolution.
-    """
-    return nn.Sequential(
-        nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3),    # (N, 64, 112, 112)    9,472
-        nn.LeakyReLU(LEAKY_SLOPE),
-        nn.MaxPool2d(2),                                         # (N, 64, 56, 56)
-        nn.Conv2d(64, 192, kernel_size=3, padding=1),            # (N, 192, 56, 56)   110,784
-        nn.LeakyReLU(LEAKY_SLOPE),
-        nn.MaxPool2d(2),                                         # (N, 192, 28, 28)
-        nn.Conv2d(192, 128, kernel_size=1),                      # (N, 128, 28, 28)    24,704
-        nn.LeakyReLU(LEAKY_SLOPE),
-        nn.Conv2d(128, 256, kernel_size=3, padding=1),           # (N, 256, 28, 28)   295,168
-        nn.LeakyReLU(LEAKY_SLOPE),
-        nn.Conv2d(256, 256, kernel_size=1),                      # (N, 256, 28, 28)    65,792
-        nn.LeakyReLU(LEAKY_SLOPE),
-        nn.Conv2d(256, 512, kernel_size=3, padding=1),           # (N, 512, 28, 28) 1,180,160
-        nn.LeakyReLU(LEAKY_SLOPE),
-        nn.MaxPool2d(2),                                         # (N, 512, 14, 14)
-    )
-
-
-def feature_size(image_size: int, model: str) -> int:
-    """Side of the seed stacks' last feature map: three halvings and a stride-2 conv = /16."""
-    if image_size % 16:
-        raise ConfigError(f"{model}: model.image_size must be a multiple of 16, got {image_size}")
-    return image_size // 16
 
 
 class YOLOFaceCNN(nn.Module):
@@ -341,19 +307,6 @@ def decode_boxes(outputs: Tensor, boxes_per_cell: int = 1, cell_relative: bool =
 # --------------------------------------------------------------------------- loss
 
 
-def binary_cross_entropy(p: Tensor, t: Tensor) -> Tensor:
-    """Elementwise BCE of probabilities p against targets t: -(t log p + (1 - t) log(1 - p)).
-
-    A sigmoid rounds to exactly 1.0 in float32 for logits above ~17, and log(0) = -inf would
-    make a NaN gradient; so p and 1 - p are clamped at 1e-12 before the log: an element
-    costs at most -log(1e-12) = 27.6. Written out (instead of F.binary_cross_entropy, which
-    refuses NaN inputs) so a NaN prediction gives a NaN term, which the trainer's non-finite
-    check reports by name.
-    """
-    eps = 1e-12
-    return -(t * torch.log(p.clamp(min=eps)) + (1 - t) * torch.log((1 - p).clamp(min=eps)))
-
-
 def _mean(values: Tensor, count: int) -> Tensor:
     """Sum / count, and exactly 0 (not NaN) when there is nothing to average."""
     return values.sum() / max(count, 1)
@@ -471,9 +424,7 @@ class YOLOPostprocess:
         self.cell_relative = cell_relative
 
     @torch.no_grad()
-    def __call__(
-        self, outputs: Tensor, min_score: float = 0.5, nms_iou: float = 0.5, top_k: int = 100
-    ) -> list[dict[str, Tensor]]:
+    def __call__(self, outputs: Tensor, *, min_score: float, nms_iou: float, top_k: int) -> list[dict[str, Tensor]]:
         """outputs (N, S, S, B*5 + C) -> N dicts {"boxes" (K, 4) fractional "xyxy",
         "scores" (K,), "labels" (K,) int64 0-based}, sorted by decreasing score, K <= top_k."""
         N, S = outputs.shape[0], outputs.shape[1]
@@ -525,7 +476,8 @@ def build_yolo_face(cfg: YOLOFaceConfig) -> Detector:
     else:
         model = YOLOFaceCNN(cfg.griddim, cfg.boxes_per_cell, cfg.num_classes, cfg.image_size)
     criterion, postprocess = _loss_and_postprocess(cfg)
-    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size)
+    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size,
+                    min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)
 
 
 def build_yolo_face_tiny(cfg: YOLOFaceTinyConfig) -> Detector:
@@ -537,4 +489,5 @@ def build_yolo_face_tiny(cfg: YOLOFaceTinyConfig) -> Detector:
         cfg.width, cfg.griddim, cfg.boxes_per_cell, cfg.num_classes, cfg.image_size, cfg.cell_relative
     )
     criterion, postprocess = _loss_and_postprocess(cfg)
-    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size)
+    return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size,
+                    min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)

@@ -1,0 +1,46 @@
+"""Losses shared by several rungs, each written once (a rung's own loss stays in its file).
+
+    binary_cross_entropy   BCE of probabilities, written out: the grid (rung 3) and YOLO-face (rung 4)
+    sigmoid_focal_loss     Lin et al.'s focal loss on logits: RetinaNet (rung 6), and SSD and the
+                           fast.ai head with `loss: focal` (rung 5)
+
+Element-wise, unreduced: each criterion sums or averages as its paper does.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def binary_cross_entropy(p: Tensor, t: Tensor) -> Tensor:
+    """Elementwise BCE of probabilities p against targets t: -(t log p + (1 - t) log(1 - p)).
+
+    A sigmoid rounds to exactly 1.0 in float32 for logits above ~17, and log(0) = -inf would
+    make a NaN gradient; so p and 1 - p are clamped at 1e-12 before the log: an element
+    costs at most -log(1e-12) = 27.6. Written out (instead of F.binary_cross_entropy, which
+    refuses NaN inputs) so a NaN prediction gives a NaN term, which the trainer's non-finite
+    check reports by name.
+    """
+    eps = 1e-12
+    return -(t * torch.log(p.clamp(min=eps)) + (1 - t) * torch.log((1 - p).clamp(min=eps)))
+
+
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float | None = 0.25,
+                       gamma: float = 2.0) -> Tensor:
+    """Element-wise focal loss FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t) (Lin et al. 2017).
+
+    logits, targets: same shape, targets in {0, 1}; returns the same shape, unreduced.
+    alpha weighs positives (1 - alpha negatives), None = no weighting; (1 - p_t)^gamma
+    shrinks the loss of examples already classified well, i.e. the flood of easy background
+    anchors. gamma = 0 and alpha = None is binary cross-entropy. RetinaNet (rung 6,
+    facedet.models.retinanet) works an example through by hand.
+    """
+    p = logits.sigmoid()
+    p_t = p * targets + (1 - p) * (1 - targets)
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # -log(p_t)
+    loss = (1 - p_t).pow(gamma) * bce
+    if alpha is None:
+        return loss
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return alpha_t * loss
