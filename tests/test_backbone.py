@@ -178,7 +178,7 @@ def test_recipe_benchmark_and_configs_name_the_same_rungs():
     import re
     from pathlib import Path
 
-    from facedet.benchmark import SAME_BACKBONE
+    from facedet.tools.benchmark import SAME_BACKBONE
 
     script = (Path(__file__).parents[1] / "benchmarks" / "train_same_backbone.sh").read_text()
     trained = set(re.search(r"^ALL=\(([^)]*)\)", script, re.M).group(1).split())
