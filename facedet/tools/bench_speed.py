@@ -56,7 +56,7 @@ from facedet.cli import run_cli, select_device
 from facedet.config import Config, load_config, model_config
 from facedet.data.dataset import DetectionDataset
 from facedet.data.images import load_image
-from facedet.data.loaders import build_loader, load_records, release_workers
+from facedet.data.loaders import build_loader, load_records
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transforms
 from facedet.errors import ConfigError
 from facedet.tools.opencv_haar import HaarCascade
@@ -171,7 +171,7 @@ def measure_model(name: str, args: argparse.Namespace) -> dict:
 
     @torch.inference_mode()
     def infer():
-        with trainer.autocast():
+        with trainer.amp.autocast():
             outputs = forward(images)
         detector.postprocess(outputs_to_float(outputs), **EVAL_SETTINGS)
 
@@ -291,7 +291,7 @@ def measure_loader(workers: int, args: argparse.Namespace) -> dict:
     for _ in range(timed_batches):
         next(batches)
     seconds = time.perf_counter() - start
-    release_workers(loader)
+    loader.close()  # its persistent workers stop now
     images = timed_batches * cfg.train.batch_size
     return {"workers": workers, "images": images, "img_s": images / seconds,
             "img_s_per_worker": images / seconds / max(1, workers),
