@@ -18,11 +18,9 @@ from facedet.models.backbone import LEGACY_KEYS, GridFeatures, SmallBackbone, To
 from facedet.models.centernet import CenterNet
 from facedet.models.face_ssd import FaceSSD
 
+from conftest import n_params
+
 SAME = ["same_classifier", "same_grid7", "same_grid14", "same_yolo", "same_ssd", "same_retinanet", "same_centernet"]
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def test_small_backbone_maps_and_size():

@@ -9,12 +9,7 @@ from torch import nn
 
 from facedet.tools.figures.receptive_field import Layer, receptive_field, trace_layers, traced_fields
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def assert_png(path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE and len(data) > 1000, path
+from conftest import assert_png
 
 
 # --------------------------------------------------------------------------- receptive field

@@ -14,13 +14,9 @@ from torch import nn
 from facedet.models.detector import Detector
 from facedet.models.grid import GridLoss, GridPostprocess
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from conftest import assert_png
+
 FAST = {"dpi": 40}  # small PNGs: the drawing is the same, the saving faster
-
-
-def assert_png(path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE and len(data) > 1000
 
 
 # --------------------------------------------------------------------------- figures from tensors
