@@ -10,7 +10,7 @@
 #   ship       last.pt (the end of the cosine schedule) without its optimizer state ->
 #              facedet/weights/face_default.pt, then its operating point: the lowest score
 #              that keeps precision >= 0.9 on both validation sets (python -m facedet.calibrate)
-#   benchmark  python -m facedet.benchmark on both validation sets (the ladder's runs when
+#   benchmark  python -m facedet.tools.benchmark on both validation sets (the ladder's runs when
 #              present, the shipped detector, OpenCV's Haar cascade) -> benchmark/<set>/
 set -euo pipefail
 : "${FACEDET_DATA:?set FACEDET_DATA to the folder holding faces-caltech and faces-mask}"
@@ -31,7 +31,7 @@ for step in "${steps[@]}"; do
     benchmark)
       export OMP_NUM_THREADS=2  # latency is reported with 2 threads
       for set in faces-caltech faces-mask; do
-        python -m facedet.benchmark --data "$FACEDET_DATA/$set" --out "benchmark/$set"
+        python -m facedet.tools.benchmark --data "$FACEDET_DATA/$set" --out "benchmark/$set"
       done ;;
     *) echo "unknown step '$step' (expected train, ship or benchmark)" >&2; exit 2 ;;
   esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train every rung of the ladder on the shared real face sets: the recipes behind the
-# seed-size table of `python -m facedet.benchmark` in BENCHMARKS.md (each rung's own network and
+# seed-size table of `python -m facedet.tools.benchmark` in BENCHMARKS.md (each rung's own network and
 # budget). benchmarks/train_same_backbone.sh trains the other table: every rung on one small backbone.
 #
 #   FACEDET_DATA=/path/to/data bash benchmarks/train_ladder.sh [rung ...]

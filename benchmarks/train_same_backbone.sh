@@ -49,6 +49,6 @@ printf '%s\n' "${rungs[@]}" | xargs -P "$JOBS" -I{} bash -c 'train_rung {}'
 
 # The sliding window scans ~1.8 s per photo: it is scored on the first 100 photos of each set.
 for data in faces-caltech faces-mask; do
-  python -m facedet.benchmark --data "$FACEDET_DATA/$data" --ladder same --window-max-images 100 \
+  python -m facedet.tools.benchmark --data "$FACEDET_DATA/$data" --ladder same --window-max-images 100 \
     --timing-images 10 --out "benchmark/$data-same-backbone"
 done

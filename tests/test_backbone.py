@@ -18,11 +18,9 @@ from facedet.models.backbone import LEGACY_KEYS, GridFeatures, SmallBackbone, To
 from facedet.models.centernet import CenterNet
 from facedet.models.face_ssd import FaceSSD
 
+from conftest import n_params
+
 SAME = ["same_classifier", "same_grid7", "same_grid14", "same_yolo", "same_ssd", "same_retinanet", "same_centernet"]
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def test_small_backbone_maps_and_size():
@@ -178,7 +176,7 @@ def test_recipe_benchmark_and_configs_name_the_same_rungs():
     import re
     from pathlib import Path
 
-    from facedet.benchmark import SAME_BACKBONE
+    from facedet.tools.benchmark import SAME_BACKBONE
 
     script = (Path(__file__).parents[1] / "benchmarks" / "train_same_backbone.sh").read_text()
     trained = set(re.search(r"^ALL=\(([^)]*)\)", script, re.M).group(1).split())

@@ -1,8 +1,8 @@
-"""python -m facedet.bench_speed --quick: every section runs and reports sane numbers (no timings asserted)."""
+"""python -m facedet.tools.bench_speed --quick: every section runs and reports sane numbers (no timings asserted)."""
 import json
 
-from facedet import bench_speed
 from facedet.cli import run_cli
+from facedet.tools import bench_speed
 
 
 def test_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
@@ -14,7 +14,7 @@ def test_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "train img/s" in printed and "facedet.boxes.nms ms" in printed and "ms / photo" in printed
     report = json.loads(out.read_text())
-    assert report["command"].startswith("python -m facedet.bench_speed --quick") and report["machine"]
+    assert report["command"].startswith("python -m facedet.tools.bench_speed --quick") and report["machine"]
     (model,) = report["models"]
     assert model["model"] == "yolo_face_tiny" and model["parameters"] == 1_128_229 and model["batch"] == 8
     assert model["train_img_s"] > 0 and model["infer_img_s"] > 0

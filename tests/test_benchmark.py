@@ -4,10 +4,11 @@ import json
 import pytest
 import torch
 
-from facedet import benchmark, train
+from facedet import train
 from facedet.cli import run_cli
 from facedet.data.synthetic import ensure_synthetic
 from facedet.evaluation import evaluate_detections
+from facedet.tools import benchmark
 
 TINY = ["data.synthetic_train=16", "data.synthetic_val=8", "data.num_workers=0", "train.batch_size=8",
         "train.device=cpu", "train.epochs=1"]
@@ -76,7 +77,7 @@ def test_scores_agree_with_the_evaluator(setup, tmp_path):
 
 def test_haar_cascade_row(setup, tmp_path):
     pytest.importorskip("cv2")
-    from facedet.haar import HaarCascade
+    from facedet.tools.opencv_haar import HaarCascade
 
     try:
         HaarCascade()

@@ -29,15 +29,9 @@ from facedet.boxes import (
     to_fractional,
 )
 
+from conftest import iou_oracle
+
 # ---------------------------------------------------------------- slow, readable oracles
-
-
-def iou_oracle(a: list, b: list) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def nms_oracle(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> list[int]:

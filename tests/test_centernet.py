@@ -26,15 +26,7 @@ from facedet.models.centernet import (
 )
 from facedet.models.detector import Detector
 
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def target(boxes, labels=None) -> dict:
-    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    labels = torch.zeros(len(boxes), dtype=torch.int64) if labels is None else torch.tensor(labels)
-    return {"boxes": boxes, "labels": labels}
+from conftest import n_params, target
 
 
 # ----------------------------------------------------------------------------- Gaussian radius

@@ -105,7 +105,7 @@ def model32() -> CNNClassifier:
 
 
 def test_embedding_strip_groups_columns_by_outcome(model32, tmp_path):
-    from facedet.figures.classifier import plot_embedding_strip
+    from facedet.tools.figures.classifier import plot_embedding_strip
 
     images = torch.randn(6, 3, 128, 128)
     labels = torch.tensor([1, 1, 1, 0, 0, 0])
@@ -118,7 +118,7 @@ def test_embedding_strip_groups_columns_by_outcome(model32, tmp_path):
 
 
 def test_feature_map_and_framing_figures(model32, tmp_path):
-    from facedet.figures.classifier import plot_feature_maps, plot_framing
+    from facedet.tools.figures.classifier import plot_feature_maps, plot_framing
 
     prob = plot_feature_maps(model32, torch.randn(3, 128, 128), tmp_path / "maps.png", channels=4)
     assert 0 <= prob <= 1 and (tmp_path / "maps.png").is_file()
@@ -130,13 +130,14 @@ def test_feature_map_and_framing_figures(model32, tmp_path):
 
 
 def test_figures_command_help(capsys):
-    from facedet.figures.classifier import main
+    from facedet.tools.figures.all import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    assert "--checkpoint" in text and "--data" in text and "embedding strip" in text
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
+    assert "--checkpoint" in text and "--data" in text and "--nonfaces" in text
+    assert "classifier (classifier, classifier32, classifier_tight, classifier_large)" in text
 
 
 def test_figures_command_end_to_end(tmp_path):
@@ -144,13 +145,10 @@ def test_figures_command_end_to_end(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from facedet import models
-    from facedet.files import atomic_save
     from facedet.config import Config, model_config, to_dict
-    from facedet.figures.classifier import main
+    from facedet.files import atomic_save
+    from facedet.tools.figures.all import main
 
-    if "classifier" not in getattr(models, "MODELS", {}):
-        pytest.skip("facedet.models.MODELS has no 'classifier' entry yet")
     cfg = Config(model=model_config("classifier", image_size=128, embedding_dim=32))
     torch.manual_seed(0)
     model = CNNClassifier(embedding_dim=32)
@@ -162,7 +160,9 @@ def test_figures_command_end_to_end(tmp_path):
         Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(tmp_path / "data" / "images" / "val" / f"{i}.jpg")
         (tmp_path / "data" / "labels" / "val" / f"{i}.txt").write_text("0 0.5 0.5 0.3 0.4\n")
     out = tmp_path / "figs"
-    assert main(["--checkpoint", str(tmp_path / "ck.pt"), "--data", str(tmp_path / "data"), "--out", str(out),
-                 "--num-crops", "6", "--feature-maps", "1", "--device", "cpu"]) == 0
+    assert main(["--only", "classifier", "--checkpoint", f"classifier={tmp_path / 'ck.pt'}", "--runs",
+                 str(tmp_path / "no_runs"), "--data", str(tmp_path / "data"), "--count", "1", "--out", str(out),
+                 "--device", "cpu"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "embeddings_32.png", "face_0_featuremaps.png", "framing.png", "nonface_0_featuremaps.png"]
+        "embeddings_32.png", "face_0_featuremaps.png", "face_1_featuremaps.png", "framing.png",
+        "nonface_0_featuremaps.png", "nonface_1_featuremaps.png", "sliding_window_0.png"]

@@ -16,14 +16,7 @@ from facedet.data.crops import (
 from facedet.data.record import Record
 from facedet.errors import ConfigError
 
-
-def iou_oracle(a: list[float], b: list[float]) -> float:
-    """IoU of two "xyxy" boxes, the slow readable way."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
+from conftest import iou_oracle
 
 
 def make_record(folder: Path, name: str, size: tuple[int, int], faces: list[list[float]]) -> Record:

@@ -21,20 +21,7 @@ from facedet.evaluation import (
 )
 from facedet.plots import plot_pr_curves
 
-
-def det(boxes, scores, labels=None):
-    labels = [0] * len(scores) if labels is None else labels
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "scores": torch.tensor(scores, dtype=torch.float32), "labels": torch.tensor(labels)}
-
-
-def gt(boxes, labels=None, difficult=None):
-    n = len(boxes)
-    out = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-           "labels": torch.tensor([0] * n if labels is None else labels)}
-    if difficult is not None:
-        out["difficult"] = torch.tensor(difficult)
-    return out
+from conftest import det, gt
 
 
 A, B, FAR = [0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]

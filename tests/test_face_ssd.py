@@ -8,8 +8,7 @@ import torch
 
 from facedet.boxes import box_convert, box_iou
 from facedet.config import model_config
-from facedet.data.dataset import image_to_tensor
-from facedet.data.synthetic import make_demo_image, render_scene
+from facedet.data.synthetic import make_demo_image
 from facedet.errors import ConfigError
 from facedet.models import MODELS, build_model
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -24,9 +23,7 @@ from facedet.models.face_ssd import (
 )
 from facedet.models.ssd import MultiBoxLoss, SSDPostprocess
 
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from conftest import n_params, scene_batch
 
 
 # ----------------------------------------------------------------------------- priors
@@ -140,22 +137,11 @@ def test_loss_on_empty_image_is_finite():
     (terms["loc"] + terms["conf"]).backward()  # a batch without faces still back-propagates
 
 
-def _scene_batch(size: int, seeds: tuple[int, ...]) -> tuple[torch.Tensor, list[dict]]:
-    """Synthetic scenes with at least one face each, normalised, boxes "xyxy" fractional."""
-    images, targets = [], []
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    for seed in seeds:
-        image, boxes = render_scene(np.random.default_rng(seed), size=size, min_faces=1, max_faces=3)
-        images.append((image_to_tensor(image) - mean) / std)
-        targets.append({"boxes": boxes / size, "labels": torch.zeros(len(boxes), dtype=torch.int64)})
-    return torch.stack(images), targets
-
-
 def test_overfits_one_batch_of_synthetic_scenes():
     """Adam on two synthetic scenes: the loss falls by more than half, and afterwards every
     face is found (IoU >= 0.5 with the best-scoring detection that overlaps it)."""
     torch.manual_seed(0)
-    images, targets = _scene_batch(192, seeds=(1, 2))
+    images, targets = scene_batch(192, seeds=(1, 2))
     detector = build_model(model_config("face_ssd", num_classes=1, image_size=192, width=16))
     optimizer = torch.optim.Adam(detector.model.parameters(), lr=3e-3)
     losses = []

@@ -16,10 +16,7 @@ from facedet.models.fastai_ssd import (
     make_anchors,
 )
 
-
-def target(boxes, labels):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor(labels, dtype=torch.int64)}
+from conftest import target
 
 
 def test_anchors_hand_computed():

@@ -1,5 +1,5 @@
 """The library's teaching figures: receptive fields, priors, BCE, NMS, summaries, and the
-`python -m facedet.figures` command that regenerates doc_images/."""
+`python -m facedet.tools.figures` command that regenerates doc_images/."""
 import csv
 import math
 
@@ -7,14 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from facedet.figures.receptive_field import Layer, receptive_field, trace_layers, traced_fields
+from facedet.tools.figures.receptive_field import Layer, receptive_field, trace_layers, traced_fields
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def assert_png(path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE and len(data) > 1000, path
+from conftest import assert_png
 
 
 # --------------------------------------------------------------------------- receptive field
@@ -80,7 +75,7 @@ def _ssd_maps():
 
 
 def test_priors_at_the_centre_cell_of_conv9_2():
-    from facedet.figures.priors import priors_at_cell
+    from facedet.tools.figures.priors import priors_at_cell
     from facedet.models.ssd import make_priors
 
     cell = priors_at_cell(make_priors(), _ssd_maps(), 3, 2, 2)  # conv9_2: 5 x 5, 6 priors, s = 0.55
@@ -93,7 +88,7 @@ def test_priors_at_the_centre_cell_of_conv9_2():
 
 def test_priors_at_cell_walks_every_prior_once_in_order():
     """Oracle: looping over maps, rows and columns and concatenating gives back all 8732 priors."""
-    from facedet.figures.priors import priors_at_cell
+    from facedet.tools.figures.priors import priors_at_cell
     from facedet.models.ssd import make_priors
 
     priors, maps = make_priors(), _ssd_maps()
@@ -107,7 +102,7 @@ def test_priors_at_cell_walks_every_prior_once_in_order():
 
 
 def test_toy_grid_priors_follow_the_ssd_recipe():
-    from facedet.figures.priors import toy_grid_priors
+    from facedet.tools.figures.priors import toy_grid_priors
 
     priors = toy_grid_priors(4, ratios=(1.0, 2.0, 0.5))
     assert priors.shape == (48, 4)
@@ -121,7 +116,7 @@ def test_toy_grid_priors_follow_the_ssd_recipe():
 def test_toy_matching_has_a_forced_match():
     """The toy example shows both rules: object 0 matches priors with IoU >= 0.5, object 1 only its best prior."""
     from facedet.boxes import box_convert, box_iou
-    from facedet.figures.priors import toy_matching_example
+    from facedet.tools.figures.priors import toy_matching_example
     from facedet.models.ssd import match_priors
 
     priors, objects, labels = toy_matching_example()
@@ -136,7 +131,7 @@ def test_toy_matching_has_a_forced_match():
 
 
 def test_bce_worked_example_of_the_seed():
-    from facedet.figures.bce import SEED_PREDICTIONS, SEED_TRUTH, bce_terms
+    from facedet.tools.figures.bce import SEED_PREDICTIONS, SEED_TRUTH, bce_terms
     from facedet.models.grid import GridLoss
 
     terms = bce_terms(SEED_TRUTH, SEED_PREDICTIONS)
@@ -150,7 +145,7 @@ def test_bce_worked_example_of_the_seed():
 
 def test_toy_candidates_surround_their_faces():
     from facedet.boxes import box_iou
-    from facedet.figures.detections import toy_candidates
+    from facedet.tools.figures.detections import toy_candidates
 
     faces = torch.tensor([[20.0, 30.0, 80.0, 100.0], [150.0, 40.0, 200.0, 110.0]])
     boxes, scores = toy_candidates(faces, per_face=5, spurious=2)
@@ -165,7 +160,7 @@ def test_nms_before_after_on_a_detector():
     from PIL import Image
 
     from facedet.config import model_config
-    from facedet.figures.detections import nms_before_after
+    from facedet.tools.figures.detections import nms_before_after
     from facedet.models import build_model
 
     torch.manual_seed(0)
@@ -180,7 +175,7 @@ def test_nms_before_after_on_a_detector():
 
 
 def test_seed_summaries_have_the_seed_parameter_counts():
-    from facedet.figures.summaries import seed_summary
+    from facedet.tools.figures.summaries import seed_summary
 
     for name, total in (("classifier", "67,203,137"), ("grid_simple", "412,989,681"), ("yolo_face", "413,743,925"),
                         ("face_ssd", "355,644")):
@@ -198,7 +193,7 @@ def test_loss_shares_by_hand():
         CE + 3:1 mining:  3 negatives, 0.03015 of 4.6353 -> 0.65 %
         focal:            9 * 7.54e-7 of 1.1284 -> 6.0e-6
     An ignored anchor counts nowhere."""
-    from facedet.figures.focal import loss_shares
+    from facedet.tools.figures.focal import loss_shares
     from facedet.models.retinanet import BACKGROUND, IGNORE
 
     labels = torch.tensor([[0] + [BACKGROUND] * 9 + [IGNORE]])
@@ -220,7 +215,7 @@ def test_loss_shares_by_hand():
 
 
 def test_cumulative_negative_loss_and_figures(tmp_path):
-    from facedet.figures.focal import cumulative_negative_loss, plot_cumulative_loss, plot_focal_loss_curves
+    from facedet.tools.figures.focal import cumulative_negative_loss, plot_cumulative_loss, plot_focal_loss_curves
 
     probs = torch.tensor([0.01, 0.01, 0.01, 0.9])  # three easy negatives and one hard one
     ce = cumulative_negative_loss(probs, gamma=0.0)
@@ -238,7 +233,7 @@ def test_p3_field_with_and_without_the_top_down_path(tmp_path):
     dw 3x3 (39), dw 3x3 (55), lateral 1x1 (55), smoothing dw 3x3 (71). With it, C5's field
     reaches the P3 cell: nearly the whole 256 px input."""
     from facedet.config import model_config
-    from facedet.figures.pyramid import cell_field, field_extent, plot_cell_fields
+    from facedet.tools.figures.pyramid import cell_field, field_extent, plot_cell_fields
     from facedet.models import build_model
 
     fields = {}
@@ -256,7 +251,7 @@ def test_p3_field_with_and_without_the_top_down_path(tmp_path):
 
 
 def test_command_draws_the_library_figures_and_skips_missing_runs(tmp_path, capsys):
-    from facedet.figures.all import RUNS, main
+    from facedet.tools.figures.all import RUNS, main
 
     out = tmp_path / "doc_images"
     assert main(["--out", str(out), "--runs", str(tmp_path / "no_runs"), "--dpi", "40"]) == 0
@@ -276,27 +271,34 @@ def test_command_draws_the_library_figures_and_skips_missing_runs(tmp_path, caps
         assert f"{run}: no " in printed
 
 
-def test_run_figures_draw_what_a_run_directory_holds(tmp_path, monkeypatch):
-    """A tiny yolo_face checkpoint and a metrics.csv -> its NMS figure, PR curve and training chart."""
-    from facedet.files import atomic_save
+def tiny_yolo_face_run(runs):
+    """runs/yolo_face/best.pt (a tiny untrained yolo_face_tiny) and its two-epoch metrics.csv."""
     from facedet.config import Config, to_dict
-    from facedet.figures.all import run_figures
+    from facedet.files import atomic_save
     from facedet.models import build_model
 
-    monkeypatch.setenv("FACEDET_CACHE", str(tmp_path / "cache"))
     cfg = Config()
     cfg.model.name, cfg.model.image_size, cfg.model.griddim, cfg.model.width = "yolo_face_tiny", 32, 4, 4
     cfg.model.num_classes = 1
     cfg.data.synthetic_train, cfg.data.synthetic_val, cfg.data.num_workers = 4, 4, 0
     cfg.train.batch_size = 4
     torch.manual_seed(0)
-    run = tmp_path / "runs" / "yolo_face"  # named as train_ladder.sh names it; the config says which model
+    run = runs / "yolo_face"  # named as train_ladder.sh names it; the config says which model
     atomic_save({"model": build_model(cfg.model).model.state_dict(), "config": to_dict(cfg),
                  "class_names": ["face"]}, run / "best.pt")
     with (run / "metrics.csv").open("w", newline="") as file:
         writer = csv.DictWriter(file, ["epoch", "loss", "mAP"])
         writer.writeheader()
         writer.writerows([{"epoch": 1, "loss": 2.0, "mAP": 0.1}, {"epoch": 2, "loss": 1.0, "mAP": 0.3}])
+    return run
+
+
+def test_run_figures_draw_what_a_run_directory_holds(tmp_path, monkeypatch):
+    """A tiny yolo_face checkpoint and a metrics.csv -> its NMS figure, PR curve and training chart."""
+    from facedet.tools.figures.all import run_figures
+
+    monkeypatch.setenv("FACEDET_CACHE", str(tmp_path / "cache"))
+    tiny_yolo_face_run(tmp_path / "runs")
     out = tmp_path / "figs"
     written, skipped = run_figures(tmp_path / "runs", out, count=1, device="cpu", dpi=40)
     names = sorted(p.name for p in out.iterdir())
@@ -306,3 +308,19 @@ def test_run_figures_draw_what_a_run_directory_holds(tmp_path, monkeypatch):
     assert len(written) == 3 and "mAP50=" in " ".join(written)
     assert not any(line.startswith("yolo_face") for line in skipped)
     assert any(line.startswith("classifier: no") for line in skipped)
+
+
+def test_only_draws_the_chosen_sections_and_notes_only_their_missing_runs(tmp_path, capsys):
+    """--only nms: the NMS figure of yolo_face, no PR curve, no chart, no library figure; only
+    ssd300_bccd (the other run of the section) is noted missing."""
+    from facedet.tools.figures.all import main
+
+    run = tiny_yolo_face_run(tmp_path / "runs")
+    mine = tmp_path / "mine.pt"
+    (run / "best.pt").rename(mine)  # read through --checkpoint instead of runs/yolo_face/best.pt
+    out = tmp_path / "figs"
+    assert main(["--only", "nms", "--runs", str(tmp_path / "runs"), "--checkpoint", f"yolo_face={mine}",
+                 "--count", "1", "--out", str(out), "--dpi", "40", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["yolo_face_nms_synthetic_0.png"]
+    printed = capsys.readouterr().out
+    assert "skipped (1):\n  ssd300_bccd: no " in printed

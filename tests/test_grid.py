@@ -26,14 +26,7 @@ from facedet.models.grid import (
 )
 from facedet.models.yolo_face import YOLOFaceTiny
 
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def target(boxes) -> dict:
-    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    return {"boxes": boxes, "labels": torch.zeros(len(boxes), dtype=torch.int64)}
+from conftest import n_params, target
 
 
 # --------------------------------------------------------------------------- architecture

@@ -1,4 +1,5 @@
-"""The grid rung's teaching figures (facedet.figures.grid): every figure, the touching-faces demo, the command.
+"""The grid rung's teaching figures (facedet.tools.figures.grid): every figure, the touching-faces demo, and the
+figures command's grid section (python -m facedet.tools.figures --only grid).
 
 The seed's grid models have ~413M parameters, far too many for a fast test, so the command is
 run on checkpoints of a tiny stand-in: `TinyGrid` (a few hundred weights, same (N, S, S) output),
@@ -13,13 +14,9 @@ from torch import nn
 from facedet.models.detector import Detector
 from facedet.models.grid import GridLoss, GridPostprocess
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from conftest import assert_png
+
 FAST = {"dpi": 40}  # small PNGs: the drawing is the same, the saving faster
-
-
-def assert_png(path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE and len(data) > 1000
 
 
 # --------------------------------------------------------------------------- figures from tensors
@@ -32,7 +29,7 @@ def photo() -> torch.Tensor:
 
 
 def test_truth_matrix_figure(photo, tmp_path):
-    from facedet.figures.grid import plot_truth_matrix
+    from facedet.tools.figures.grid import plot_truth_matrix
 
     boxes = torch.tensor([[10.0, 5.0, 40.0, 35.0], [60.0, 40.0, 62.0, 42.0]])  # one large, one tiny face
     path = plot_truth_matrix(photo, boxes, 7, tmp_path / "truth.png", **FAST)
@@ -44,7 +41,7 @@ def test_truth_matrix_figure(photo, tmp_path):
 
 
 def test_probability_grid_figure(photo, tmp_path):
-    from facedet.figures.grid import plot_probability_grid
+    from facedet.tools.figures.grid import plot_probability_grid
 
     probs = torch.zeros(7, 7)
     probs[1:3, 1:3] = 0.9
@@ -55,7 +52,7 @@ def test_probability_grid_figure(photo, tmp_path):
 
 
 def test_combined_figure(photo, tmp_path):
-    from facedet.figures.grid import plot_combined
+    from facedet.tools.figures.grid import plot_combined
 
     generator = torch.Generator().manual_seed(1)
     path = plot_combined(photo, torch.rand(7, 7, generator=generator), torch.rand(14, 14, generator=generator),
@@ -65,7 +62,7 @@ def test_combined_figure(photo, tmp_path):
 
 
 def test_grid_boxes_are_the_postprocess_components():
-    from facedet.figures.grid import grid_boxes
+    from facedet.tools.figures.grid import grid_boxes
 
     probs = torch.zeros(4, 4)
     probs[0, 0] = probs[1, 1] = 0.8   # diagonal neighbours: one component (8-connectivity)
@@ -80,7 +77,7 @@ def test_grid_boxes_are_the_postprocess_components():
 
 @pytest.mark.parametrize("griddim", [7, 14])
 def test_touching_faces_give_one_box_and_separated_faces_two(griddim):
-    from facedet.figures.grid import touching_failure_grids
+    from facedet.tools.figures.grid import touching_failure_grids
 
     grids = touching_failure_grids(griddim)
     postprocess = GridPostprocess(griddim, cell_threshold=0.5)
@@ -98,7 +95,7 @@ def test_touching_faces_give_one_box_and_separated_faces_two(griddim):
 
 
 def test_touching_failure_figure(tmp_path):
-    from facedet.figures.grid import plot_touching_failure
+    from facedet.tools.figures.grid import plot_touching_failure
 
     path = plot_touching_failure(tmp_path / "touching.png", **FAST)
     assert path == tmp_path / "touching.png"
@@ -151,56 +148,70 @@ def checkpoints(tmp_path, monkeypatch):
 
 
 def test_command_help(capsys):
-    from facedet.figures.grid import main
+    from facedet.tools.figures.all import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    for word in ("--checkpoint7", "--checkpoint14", "--images", "--data", "--split", "--count", "--out",
-                 "truth_matrix_", "combined_", "touching_failure.png", "synthetic"):
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
+    for word in ("--only", "grid (grid7, grid14, grid_cnn)", "--checkpoint", "NAME=PATH", "--images", "--data",
+                 "--split", "--count", "--out"):
         assert word in text
 
 
-def test_command_on_synthetic_scenes(checkpoints, tmp_path):
-    from facedet.figures.grid import main
+def grid_command(checkpoints, tmp_path, *args):
+    """The figures command's grid section on the tiny checkpoints named in `args`; returns its output folder."""
+    from facedet.tools.figures.all import main
 
     out = tmp_path / "figs"
-    assert main(["--checkpoint7", str(checkpoints[7]), "--checkpoint14", str(checkpoints[14]), "--count", "1",
-                 "--out", str(out), "--dpi", "40", "--device", "cpu"]) == 0
+    assert main(["--only", "grid", "--runs", str(tmp_path / "no_runs"), "--out", str(out), "--dpi", "40",
+                 "--device", "cpu", *args]) == 0
+    return out
+
+
+def test_command_on_synthetic_scenes(checkpoints, tmp_path):
+    out = grid_command(checkpoints, tmp_path, "--checkpoint", f"grid7={checkpoints[7]}",
+                       "--checkpoint", f"grid14={checkpoints[14]}", "--count", "1")
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["combined_synthetic_0.png", "grid7_synthetic_0.png", "touching_failure.png",
+    assert names == ["combined_synthetic_0.png", "grid14_synthetic_0.png", "grid7_synthetic_0.png",
                      "truth_matrix_synthetic_0.png"]
     for path in out.iterdir():
         assert_png(path)
 
 
-def test_command_on_images_and_data(checkpoints, tmp_path):
-    """--images have no true boxes (no truth matrix); --data photos do. No --checkpoint14: no combined_*."""
-    from facedet.figures.grid import main
-
+def test_command_on_images_and_data(checkpoints, tmp_path, capsys):
+    """--images have no true boxes (no truth matrix); --data photos do. No grid14: no combined_*."""
     rng = np.random.default_rng(0)
     (tmp_path / "data" / "images" / "val").mkdir(parents=True)
     (tmp_path / "data" / "labels" / "val").mkdir(parents=True)
     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "data/images/val/a.jpg")
     (tmp_path / "data" / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.3 0.4\n")
     Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "b.png")
-    out = tmp_path / "figs"
-    assert main(["--checkpoint7", str(checkpoints[7]), "--images", str(tmp_path / "b.png"),
-                 "--data", str(tmp_path / "data"), "--count", "1", "--out", str(out), "--dpi", "40",
-                 "--device", "cpu"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["grid7_a.png", "grid7_b.png", "touching_failure.png",
-                                                     "truth_matrix_a.png"]
+    out = grid_command(checkpoints, tmp_path, "--checkpoint", f"grid7={checkpoints[7]}",
+                       "--images", str(tmp_path / "b.png"), "--data", str(tmp_path / "data"), "--count", "1")
+    assert sorted(p.name for p in out.iterdir()) == ["grid7_a.png", "grid7_b.png", "truth_matrix_a.png"]
+    printed = capsys.readouterr().out
+    assert "skipped (2)" in printed and "grid14: no " in printed and "grid_cnn: no " in printed
 
 
-def test_command_refuses_a_model_that_is_not_a_grid(checkpoints, tmp_path, monkeypatch):
+def test_command_skips_a_model_that_is_not_a_grid_with_the_reason(checkpoints, tmp_path, monkeypatch, capsys):
     from facedet import models
-    from facedet.errors import CheckpointError
-    from facedet.figures.grid import main
 
     # the same weights rebuilt as a detector whose post-processor is not a grid's
     monkeypatch.setitem(models.MODELS, "grid_simple",
                         lambda cfg: Detector(TinyGrid(cfg.griddim), GridLoss(cfg.griddim), lambda outputs, **_: [],
                                              min_score=0.5, nms_iou=0.45, top_k=200))
-    with pytest.raises(CheckpointError, match="expected a grid model"):
-        main(["--checkpoint7", str(checkpoints[7]), "--out", str(tmp_path / "figs"), "--device", "cpu"])
+    out = grid_command(checkpoints, tmp_path, "--checkpoint", f"grid7={checkpoints[7]}")
+    assert not out.exists()
+    assert "expected a grid model" in capsys.readouterr().out
+
+
+def test_command_refuses_a_bad_checkpoint_argument(checkpoints, tmp_path):
+    from facedet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no run 'grid9'; expected one of"):
+        grid_command(checkpoints, tmp_path, "--checkpoint", f"grid9={checkpoints[7]}")
+    with pytest.raises(ConfigError, match="expected NAME=PATH"):
+        grid_command(checkpoints, tmp_path, "--checkpoint", str(checkpoints[7]))
+    with pytest.raises(ConfigError, match="missing.pt is not a file"):
+        grid_command(checkpoints, tmp_path, "--checkpoint", f"grid7={tmp_path / 'missing.pt'}")

@@ -4,9 +4,8 @@ import importlib
 
 import pytest
 
-COMMANDS = ["facedet.train", "facedet.infer", "facedet.evaluate", "facedet.calibrate", "facedet.benchmark",
-            "facedet.bench_speed", "facedet.export", "facedet.figures.all", "facedet.figures.classifier",
-            "facedet.figures.grid", "facedet.data.synthetic"]
+COMMANDS = ["facedet.train", "facedet.infer", "facedet.evaluate", "facedet.calibrate", "facedet.export",
+            "facedet.tools.benchmark", "facedet.tools.bench_speed", "facedet.tools.figures.all", "facedet.data.synthetic"]
 
 
 class Parsed(Exception):

@@ -7,7 +7,8 @@
                                           backbone, losses) but no other rung, except the deliberate
                                           imports listed in ALLOWED_RUNG_IMPORTS
     checkpoint, trainer, predict, ...     the library
-    CLI and tools (train, infer, evaluate, calibrate, benchmark, bench_speed, figures, export)
+    the user commands (train, infer, evaluate, calibrate, export) and tools/ (benchmark,
+    bench_speed, the OpenCV baseline, figures)
                                           may use the library; the library never imports them
 """
 from __future__ import annotations
@@ -18,8 +19,7 @@ from pathlib import Path
 import facedet
 
 PACKAGE = Path(facedet.__file__).parent
-TOOLS = {"facedet.train", "facedet.infer", "facedet.evaluate", "facedet.calibrate", "facedet.benchmark",
-         "facedet.bench_speed", "facedet.export"}
+COMMANDS = {"facedet.train", "facedet.infer", "facedet.evaluate", "facedet.calibrate", "facedet.export"}
 
 
 def module_name(path: Path) -> str:
@@ -43,6 +43,7 @@ def imports(path: Path, top_level_only: bool) -> set[str]:
 
 
 FILES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+TOOLS = COMMANDS | {name for name in FILES if name.startswith("facedet.tools")}
 
 
 def test_the_data_layer_imports_no_model_and_no_checkpoint():
@@ -55,10 +56,17 @@ def test_the_data_layer_imports_no_model_and_no_checkpoint():
 
 def test_the_library_never_imports_the_tools():
     for name, path in FILES.items():
-        if name in TOOLS or name.startswith("facedet.figures") or name == "facedet":
+        if name in TOOLS or name == "facedet":
             continue
-        bad = imports(path, top_level_only=False) & (TOOLS | {n for n in FILES if n.startswith("facedet.figures")})
+        bad = imports(path, top_level_only=False) & TOOLS
         assert not bad, f"{name} (library) imports the tool(s) {bad}"
+
+
+def test_the_package_top_holds_the_library_and_the_user_commands_only():
+    """A command at the package's top is one of the user commands; every other tool lives in tools/."""
+    top = {module_name(p) for p in PACKAGE.glob("*.py")}
+    runnable = {name for name in top if "def main(" in FILES[name].read_text()}
+    assert runnable == COMMANDS, f"commands at the top besides the user commands: {sorted(runnable - COMMANDS)}"
 
 
 def test_no_import_cycles_among_module_level_imports():

@@ -1,4 +1,6 @@
 """The training loader: augmentation depends only on (seed, epoch, index), whatever the workers do."""
+import multiprocessing
+
 import torch
 from torch import nn
 
@@ -57,11 +59,6 @@ def test_epochs_and_seeds_differ_and_the_callers_generator_is_untouched():
     assert not torch.equal(epoch_batches(other_seed, 0)[0], first[0])
 
 
-def collate(batch):
-    images, targets = zip(*batch)
-    return torch.stack(images), list(targets)
-
-
 class Criterion(nn.Module):
     def forward(self, outputs, targets):
         return {"mse": ((outputs - torch.stack([t["mean"] for t in targets])) ** 2).mean()}
@@ -88,6 +85,13 @@ def test_resume_with_persistent_workers_is_exact(tmp_path):
     resumed.fit()
     for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_fit_stops_the_persistent_workers_of_its_loader(tmp_path):
+    """Left running, each worker would wait out a 5 s timeout when garbage-collected."""
+    trainer = make_trainer(tmp_path, "train.epochs=1")
+    trainer.fit()
+    assert trainer.train_loader.persistent_workers and multiprocessing.active_children() == []
 
 
 def test_targets_move_in_one_copy_per_key_and_keep_their_shapes():

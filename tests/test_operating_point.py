@@ -18,18 +18,7 @@ from facedet.evaluation import (SIZE_BINS, operating_point, score_curve, size_bi
                                 threshold_for_precision)
 from facedet.models import build_model
 
-
-def det(boxes, scores):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "scores": torch.tensor(scores, dtype=torch.float32), "labels": torch.zeros(len(scores), dtype=torch.long)}
-
-
-def gt(boxes, difficult=None):
-    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    out = {"boxes": boxes, "labels": torch.zeros(len(boxes), dtype=torch.long)}
-    if difficult is not None:
-        out["difficult"] = torch.tensor(difficult)
-    return out
+from conftest import det, gt
 
 
 # one photo: faces of 10, 40 and 200 px; detections TP (0.9), FP (0.8), TP (0.6), TP (0.2)

@@ -3,15 +3,12 @@ loss worked by hand, the prior-probability init, decode/encode round trip, build
 and overfitting a few synthetic scenes."""
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from facedet.boxes import box_convert, box_iou, encode
 from facedet.config import RetinaNetConfig, load_config, model_config
-from facedet.data.dataset import image_to_tensor
-from facedet.data.synthetic import render_scene
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
 from facedet.models import MODELS, build_model
@@ -35,9 +32,7 @@ from facedet.models.retinanet import (
 )
 from facedet.models.losses import sigmoid_focal_loss
 
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from conftest import n_params, scene_batch
 
 
 def small_cfg(**values) -> RetinaNetConfig:
@@ -422,22 +417,12 @@ def test_shipped_configs_build():
 # ----------------------------------------------------------------------------- overfitting
 
 
-def _scene_batch(size: int, seeds: tuple[int, ...]) -> tuple[torch.Tensor, list[dict]]:
-    images, targets = [], []
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    for seed in seeds:
-        image, boxes = render_scene(np.random.default_rng(seed), size=size, min_faces=1, max_faces=3)
-        images.append((image_to_tensor(image) - mean) / std)
-        targets.append({"boxes": boxes / size, "labels": torch.zeros(len(boxes), dtype=torch.int64)})
-    return torch.stack(images), targets
-
-
 @pytest.mark.parametrize("box_loss", ["smooth_l1", "giou"])
 def test_overfits_a_few_synthetic_scenes(box_loss):
     """Adam on three synthetic scenes: the loss falls by more than half, and afterwards every
     face is found (IoU >= 0.5 with a detection scoring >= 0.3)."""
     torch.manual_seed(0)
-    images, targets = _scene_batch(128, seeds=(1, 2, 3))
+    images, targets = scene_batch(128, seeds=(1, 2, 3))
     cfg = small_cfg(width=16, fpn_channels=32, anchor_sizes=[12.0, 24.0, 48.0, 96.0, 192.0], anchor_ratios=[1.0],
                     box_loss=box_loss)
     detector = build_model(cfg)

@@ -17,6 +17,8 @@ from facedet.models.ssd import (
 from facedet.models.losses import sigmoid_focal_loss
 from facedet.models.vgg_weights import VGG16_CONV_INDICES, decimate, load_vgg16_base
 
+from conftest import target
+
 MAP_SIZES = (38, 19, 10, 5, 3, 1)
 
 
@@ -29,11 +31,6 @@ def priors():
 def model():
     torch.manual_seed(0)
     return SSD300(num_classes=2).eval()
-
-
-def target(boxes, labels):
-    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    return {"boxes": boxes, "labels": torch.tensor(labels, dtype=torch.int64)}
 
 
 # ----------------------------------------------------------------------------- priors

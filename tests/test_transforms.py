@@ -30,6 +30,8 @@ from facedet.data.transforms import (
 )
 from facedet.errors import ConfigError
 
+from conftest import iou_oracle
+
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # ---------------------------------------------------------------- helpers and oracles
@@ -71,14 +73,6 @@ def coordinate_image(h, w):
     """(3, h, w) where channel 0 holds x / w and channel 1 holds y / h: a crop reveals its window."""
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     return torch.stack([xs / w, ys / h, torch.zeros(h, w)])
-
-
-def iou_oracle(a, b):
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
 
 
 # ---------------------------------------------------------------- flip

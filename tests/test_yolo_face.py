@@ -28,16 +28,7 @@ from facedet.models.yolo_face import (
 )
 from facedet.models.backbone import yolo_face_features
 
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def target(boxes, labels=None) -> dict:
-    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    if labels is None:
-        labels = [0] * len(boxes)
-    return {"boxes": boxes, "labels": torch.tensor(labels, dtype=torch.int64)}
+from conftest import n_params, target
 
 
 def synthetic_batch(n_images: int = 2, size: int = 224, seed: int = 0) -> tuple[torch.Tensor, list[dict]]:

@@ -200,6 +200,20 @@ class SeededDataset(Dataset):
             return self.dataset[index]
 
 
+class TrainLoader(DataLoader):
+    """The training DataLoader, which its owner can `close()`: its persistent workers stop at once.
+
+    Left to the garbage collector, workers caught in a reference cycle take 5 s each to go:
+    torch's queues can be finalised before the iterator that needs them to stop its workers,
+    which then wait out a timeout. DataLoader keeps the persistent iterator in `_iterator` and
+    has no public way to drop it, so the loader drops its own; the next `iter()` starts fresh
+    workers.
+    """
+
+    def close(self) -> None:
+        self._iterator = None
+
+
 def build_loader(dataset: Dataset, cfg: Config, train: bool, device: torch.device,
                  collate_fn: Callable = collate) -> DataLoader:
     """Shuffled, augmented per (seed, epoch, index) and sharded under DDP for training;
@@ -216,16 +230,6 @@ def build_loader(dataset: Dataset, cfg: Config, train: bool, device: torch.devic
     if not train:  # used once per epoch: its workers are started for each pass, never left behind
         return DataLoader(dataset, shuffle=False, **common)
     sampler = EpochSampler(dataset, shuffle=True, seed=cfg.train.seed)
-    return DataLoader(SeededDataset(dataset, cfg.train.seed), sampler=sampler,
-                      drop_last=len(sampler) > cfg.train.batch_size,
-                      persistent_workers=cfg.data.num_workers > 0 and cfg.data.persistent_workers, **common)
-
-
-def release_workers(loader: DataLoader) -> None:
-    """Stop a loader's persistent workers now (the trainer calls it when training ends).
-
-    Left to the garbage collector, workers caught in a reference cycle take 5 s each to go:
-    torch's queues can be finalised before the iterator that needs them to stop its workers,
-    which then wait out a timeout. Dropping the loader's iterator stops them at once.
-    """
-    loader._iterator = None  # the persistent iterator; DataLoader has no public way to close it
+    return TrainLoader(SeededDataset(dataset, cfg.train.seed), sampler=sampler,
+                       drop_last=len(sampler) > cfg.train.batch_size,
+                       persistent_workers=cfg.data.num_workers > 0 and cfg.data.persistent_workers, **common)

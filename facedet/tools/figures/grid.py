@@ -15,14 +15,12 @@ display, no pyplot state). Grids and boxes are drawn over the whole photo: the m
 photo squashed to a square, so fractions of its input are fractions of the photo, and a cell
 of a non-square photo is a rectangle. Regenerate the figures of doc_images/ with
 
-    python -m facedet.figures.grid --checkpoint7 runs/grid7/best.pt --checkpoint14 runs/grid14/best.pt \\
-        --data $FACEDET_DATA/faces-caltech --count 6 --out doc_images/
+    python -m facedet.tools.figures --only grid --checkpoint grid7=runs/grid7/best.pt \\
+        --checkpoint grid14=runs/grid14/best.pt --data $FACEDET_DATA/faces-caltech --count 6 --out doc_images/
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -39,12 +37,7 @@ from torch import Tensor
 
 from facedet.boxes import to_absolute, to_fractional
 from facedet.checkpoint import load_detector
-from facedet.cli import DefaultsHelpFormatter, run_cli, select_device
-from facedet.config import DataConfig
-from facedet.data.images import collect_images, load_image
-from facedet.data.loaders import load_records
-from facedet.data.synthetic import render_scene
-from facedet.errors import CheckpointError, DataError
+from facedet.errors import CheckpointError
 from facedet.models.detector import to_image_tensor
 from facedet.models.grid import GridPostprocess, truth_matrix
 
@@ -319,50 +312,7 @@ def plot_touching_failure(path: str | os.PathLike, griddim: int = 7, threshold: 
     return _save(fig, path, caption, dpi)
 
 
-# --------------------------------------------------------------------------- command line
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m facedet.figures.grid",
-        description=(
-            "Draw the grid rung's teaching figures from trained grid checkpoints (model.name grid_simple "
-            "or grid_cnn). Each photo is resized to the checkpoint's model.image_size and normalised "
-            "with the detector's mean/std, exactly as for inference; the output grid is drawn over the "
-            "original photo. Files written to --out, per photo NAME: "
-            "truth_matrix_NAME.png (the S x S truth matrix of --checkpoint7's grid size; only when the "
-            "photo's true boxes are known, i.e. with --data or the synthetic scenes), "
-            "grid<S>_NAME.png (--checkpoint7's probabilities as a heat map with per-cell values and the "
-            "boxes found by connected components), "
-            "combined_NAME.png (--checkpoint7 and --checkpoint14 side by side; only with --checkpoint14); "
-            "and once: touching_failure.png (hand-made grids showing two touching faces merged into one "
-            "box; needs no model). Photos come from --images and/or --data; with neither, --count "
-            "synthetic scenes are drawn (facedet.data.synthetic.render_scene, with their true boxes)."
-        ),
-        epilog="Example: python -m facedet.figures.grid --checkpoint7 runs/grid7/best.pt "
-               "--checkpoint14 runs/grid14/best.pt --data $FACEDET_DATA/faces-caltech --split val --count 6 "
-               "--out doc_images/",
-        formatter_class=DefaultsHelpFormatter,
-    )
-    parser.add_argument("--checkpoint7", required=True, metavar="CHECKPOINT",
-                        help="a grid checkpoint, normally griddim 7 (its grid size is read from the checkpoint)")
-    parser.add_argument("--checkpoint14", default="", metavar="CHECKPOINT",
-                        help="a second grid checkpoint, normally griddim 14: adds the combined_*.png comparisons")
-    parser.add_argument("--images", nargs="+", default=[], metavar="PATH",
-                        help="image files and/or folders (searched recursively) to draw; no true boxes")
-    parser.add_argument("--data", default="", metavar="ROOT",
-                        help="a detection data set folder (YOLO, VOC, COCO, WIDER, FDDB; $VARIABLES expanded); "
-                             "its photos come with true boxes, so truth matrices are drawn too")
-    parser.add_argument("--split", default="val", help="which split of --data to read")
-    parser.add_argument("--count", type=int, default=4,
-                        help="photos taken from --data (the first N), or synthetic scenes drawn without --images/--data")
-    parser.add_argument("--out", default="doc_images", help="folder for the PNG files")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="cell_threshold: cells with p >= this are face cells for the connected components")
-    parser.add_argument("--seed", type=int, default=0, help="which synthetic scenes are drawn")
-    parser.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    return parser.parse_args(argv)
+# --------------------------------------------------------------------------- a grid checkpoint
 
 
 def load_grid_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple[Any, int, int]:
@@ -379,58 +329,3 @@ def grid_probabilities(detector: Any, image: Image.Image) -> Tensor:
     """One photo through a grid detector: resized to its input, normalised, forward -> probs (S, S) on the CPU."""
     inputs = detector.prepare(to_image_tensor(image))                                         # (3, size, size)
     return detector.model(inputs[None].to(detector.device))[0].float().cpu()                # (S, S)
-
-
-def _photos(args: argparse.Namespace) -> list[tuple[str, Image.Image, Tensor | None]]:
-    """(name, RGB photo, true "xyxy" pixel boxes or None) for every photo to draw."""
-    photos: list[tuple[str, Image.Image, Tensor | None]] = []
-    if args.images:
-        paths = collect_images(args.images)
-        if not paths:
-            raise DataError(f"--images {' '.join(args.images)}: no image files found")
-        photos += [(p.stem, load_image(p), None) for p in paths]
-    if args.data:
-        records, _ = load_records(DataConfig(root=args.data, classes="face"), args.split)
-        if not records:
-            raise DataError(f"--data {args.data} (split {args.split}): no images")
-        photos += [(r.image_path.stem, load_image(r.image_path), r.boxes) for r in records[: args.count]]
-    if not args.images and not args.data:
-        rng = np.random.default_rng([args.seed, 3])  # stream 3: not the synthetic train (0), val (1) or demo (2) sets
-        for i in range(args.count):
-            scene, boxes = render_scene(rng, 256, min_faces=1, max_faces=3)
-            photos.append((f"synthetic_{i}", scene.convert("RGB"), boxes))
-    # file names must not collide: photo.jpg in two folders -> photo, photo_1
-    seen: dict[str, int] = {}
-    unique = []
-    for name, photo, boxes in photos:
-        n = seen.get(name, 0)
-        seen[name] = n + 1
-        unique.append((name if n == 0 else f"{name}_{n}", photo, boxes))
-    return unique
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    device = select_device(args.device)
-    first, S, size = load_grid_checkpoint(args.checkpoint7, device)
-    second = load_grid_checkpoint(args.checkpoint14, device) if args.checkpoint14 else None
-    out = Path(args.out)
-    written = []
-    for name, photo, boxes in _photos(args):
-        if boxes is not None:
-            written.append(plot_truth_matrix(photo, boxes, S, out / f"truth_matrix_{name}.png", dpi=args.dpi))
-        probs = grid_probabilities(first, photo)                                # (S, S)
-        written.append(plot_probability_grid(photo, probs, out / f"grid{S}_{name}.png", args.threshold, boxes,
-                                             dpi=args.dpi))
-        if second is not None:
-            detector2, _, size2 = second
-            probs2 = grid_probabilities(detector2, photo)                      # (S2, S2)
-            written.append(plot_combined(photo, probs, probs2, out / f"combined_{name}.png", args.threshold, boxes,
-                                         dpi=args.dpi))
-    written.append(plot_touching_failure(out / "touching_failure.png", threshold=args.threshold, dpi=args.dpi))
-    print("\n".join(str(p) for p in written))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

@@ -1,5 +1,5 @@
-"""The teaching figures of doc_images/, one module per idea; `python -m facedet.figures`
-(facedet/figures/all.py) regenerates all of them.
+"""The teaching figures of doc_images/, one module per idea; `python -m facedet.tools.figures`
+(facedet/tools/figures/all.py) regenerates all of them.
 
     classifier        embedding strip, feature maps, framing (rung 1)
     grid              truth matrix, probability grids, 7 vs 14, touching faces (rung 3)

@@ -1,8 +1,8 @@
 """The ladder on real faces: every trained rung, and OpenCV's Haar cascade, on the same photos.
 
-    python -m facedet.benchmark --data $FACEDET_DATA/faces-caltech
-    python -m facedet.benchmark --data $FACEDET_DATA/faces-mask --runs runs --out benchmark/faces-mask
-    python -m facedet.benchmark --data photos/ --checkpoint mine=runs/x/best.pt --no-haar --max-images 50
+    python -m facedet.tools.benchmark --data $FACEDET_DATA/faces-caltech
+    python -m facedet.tools.benchmark --data $FACEDET_DATA/faces-mask --runs runs --out benchmark/faces-mask
+    python -m facedet.tools.benchmark --data photos/ --checkpoint mine=runs/x/best.pt --no-haar --max-images 50
 
 Each rung is looked up as runs/<name>/best.pt (written by benchmarks/train_ladder.sh), plus
 the shipped default detector; `--checkpoint NAME=PATH` adds or replaces one. Every detector
@@ -58,7 +58,7 @@ from facedet.data.loaders import load_records
 from facedet.data.record import Record
 from facedet.errors import CheckpointError, ConfigError
 from facedet.evaluation import SIZE_BINS, EvalResult, OperatingPoint, evaluate_detections, operating_point, size_bin_name
-from facedet.haar import HaarCascade
+from facedet.tools.opencv_haar import HaarCascade
 from facedet.models.detector import to_image_tensor
 from facedet.plots import plot_pr_curves, plot_validation_curves
 from facedet.predict import predict
@@ -266,7 +266,7 @@ def format_operating_points(rows: list[Row]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m facedet.benchmark",
+        prog="python -m facedet.tools.benchmark",
         description="Run every trained rung of the ladder (and OpenCV's Haar cascade when opencv is installed) "
         "on the same face photos: AP50, AP30, COCO AP, recall at 50 false positives, parameters, ms/image, "
         "training time; one table and one PR-curve PNG.",
@@ -274,7 +274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         + ", ".join(name for _, name in LADDER) + " (benchmarks/train_ladder.sh trains them) and, for the "
         "same-backbone table, " + ", ".join(name for _, name in SAME_BACKBONE)
         + " (benchmarks/train_same_backbone.sh). Missing runs are skipped and listed. "
-        "Example: python -m facedet.benchmark --data $FACEDET_DATA/faces-mask --ladder same --max-images 100",
+        "Example: python -m facedet.tools.benchmark --data $FACEDET_DATA/faces-mask --ladder same --max-images 100",
     )
     parser.add_argument("--data", required=True, help="a face data set folder (YOLO, VOC, COCO, WIDER, FDDB); "
                         "every class counts as a face")

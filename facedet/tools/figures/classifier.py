@@ -9,14 +9,12 @@ Every function takes a model and images and writes one PNG (matplotlib `Figure` 
 drawn off-screen: no display and no pyplot state needed). Regenerate the figures of
 doc_images/ from a trained checkpoint with
 
-    python -m facedet.figures.classifier --checkpoint runs/classifier/best.pt \\
+    python -m facedet.tools.figures --only classifier --checkpoint classifier=runs/classifier/best.pt \\
         --data $FACEDET_DATA/faces-caltech --nonfaces $FACEDET_DATA/nonfaces --out doc_images/
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,12 +27,9 @@ from matplotlib.figure import (
 from matplotlib.patches import Patch
 from torch import Tensor, nn
 
-from facedet.checkpoint import load_detector
-from facedet.cli import DefaultsHelpFormatter, run_cli, select_device
-from facedet.data.crops import FaceCropDataset, crop_and_resize, list_images, load_image_tensor, square_boxes
-from facedet.data.readers import read_dataset
+from facedet.data.crops import FaceCropDataset, crop_and_resize, load_image_tensor, square_boxes
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from facedet.errors import CheckpointError, ConfigError, DataError
+from facedet.errors import DataError
 
 # The seed's colours: green = face found, yellow = false positive, red = correctly "no face".
 GROUPS = (("face found", "tab:green"), ("false positive", "gold"), ("no face", "tab:red"), ("face missed", "tab:blue"))
@@ -198,34 +193,7 @@ def plot_framing(
     return probs
 
 
-# --------------------------------------------------------------------------- command line
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m facedet.figures.classifier",
-        description="Draw the classifier rung's teaching figures from a trained classifier checkpoint: "
-                    "the embedding strip (embeddings_<D>.png), per-layer feature maps of a few face and "
-                    "non-face crops (face_<i>_featuremaps.png, nonface_<i>_featuremaps.png) and the "
-                    "framing experiment (framing.png).",
-        epilog="Example: python -m facedet.figures.classifier --checkpoint runs/classifier/best.pt "
-               "--data $FACEDET_DATA/faces-caltech --nonfaces $FACEDET_DATA/nonfaces --out doc_images/ "
-               "--compare tight=runs/classifier_tight/best.pt --compare both=runs/classifier_both/best.pt",
-        formatter_class=DefaultsHelpFormatter,
-    )
-    parser.add_argument("--checkpoint", required=True, help="a classifier checkpoint (model.name=classifier)")
-    parser.add_argument("--data", required=True, help="a detection data set folder (YOLO, VOC, COCO, ...) to cut crops from")
-    parser.add_argument("--split", default="val", help="which split of --data to use")
-    parser.add_argument("--nonfaces", default="", help="a folder of face-free photos for extra negatives")
-    parser.add_argument("--out", default="doc_images", help="folder for the PNG files")
-    parser.add_argument("--num-crops", type=int, default=60, help="crops in the embedding strip (half faces)")
-    parser.add_argument("--max-images", type=int, default=200, help="photos of --data to cut crops from")
-    parser.add_argument("--feature-maps", type=int, default=2, help="face and non-face crops to draw feature maps for")
-    parser.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKPOINT",
-                        help="another classifier for the framing figure (repeatable), e.g. one trained on tight crops")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int, default=0, help="which crops are drawn")
-    return parser.parse_args(argv)
+# --------------------------------------------------------------------------- every figure of one checkpoint
 
 
 def draw_classifier_figures(
@@ -285,31 +253,3 @@ def draw_classifier_figures(
                      size=model.image_size, mean=detector.mean, std=detector.std)
         written.append(str(path))
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    device = select_device(args.device)
-    detector = load_detector(args.checkpoint, device)
-    cfg = detector.config
-    if detector.task != "classification":
-        raise CheckpointError(f"{args.checkpoint}: a '{detector.task}' model, expected a classifier checkpoint")
-    others: dict[str, nn.Module] = {}
-    for item in args.compare:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--compare '{item}': expected NAME=CHECKPOINT")
-        others[name] = load_detector(path, device).model
-
-    records, _ = read_dataset(args.data, args.split)
-    records = records[: args.max_images]
-    nonfaces = list_images(args.nonfaces) if args.nonfaces else []
-    written = draw_classifier_figures(detector, records, nonfaces, args.out, args.num_crops, args.feature_maps,
-                                      others, seed=args.seed, source=f"{args.data} ({args.split})",
-                                      name=cfg.data.framing)
-    print("\n".join(written))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

@@ -1,4 +1,4 @@
-"""One command regenerates doc_images/: `python -m facedet.figures`.
+"""One command regenerates doc_images/: `python -m facedet.tools.figures`.
 
 Two kinds of figures:
 
@@ -10,25 +10,30 @@ Two kinds of figures:
   toy proposals, the truth matrix of a synthetic scene and the touching-faces failure of
   connected components;
 * drawn from trained runs, when their checkpoints exist under --runs (runs/<name>/best.pt,
-  as benchmarks/train_ladder.sh writes them): Viola-Jones' first features on a face, its
-  rejection per stage and its detections (viola_jones), embedding strips, feature maps and framing
-  (classifier, classifier32, classifier_tight, classifier_large), sliding-window results
-  (classifier), probability grids, 7 x 7 vs 14 x 14 and component boxes (grid7, grid14,
-  grid_cnn), NMS before/after (yolo_face, ssd300_bccd), heatmap, peaks and boxes
-  (centernet_face), training charts (every run with a
-  metrics.csv) and precision-recall curves (every detection run). A missing checkpoint
-  skips its figures with a one-line note; the command still succeeds and lists what it skipped.
+  as benchmarks/train_ladder.sh writes them, or the file --checkpoint NAME=PATH names): Viola-Jones'
+  first features on a face, its rejection per stage and its detections (viola_jones), embedding
+  strips, feature maps and framing (classifier, classifier32, classifier_tight, classifier_large),
+  sliding-window results (classifier), probability grids, 7 x 7 vs 14 x 14 and component boxes (grid7,
+  grid14, grid_cnn), NMS before/after (yolo_face, ssd300_bccd), heatmap, peaks and boxes
+  (centernet_face), training charts (every run with a metrics.csv) and precision-recall curves (every
+  detection run). A missing checkpoint skips its figures with a one-line note; the command still
+  succeeds and lists what it skipped.
 
-    python -m facedet.figures                                   # library figures + whatever runs/ holds
-    python -m facedet.figures --runs runs --data $FACEDET_DATA/faces-caltech --out doc_images
+`--only` draws some sections of SECTIONS, e.g. one rung's figures from a checkpoint of your own:
+
+    python -m facedet.tools.figures                                   # library figures + whatever runs/ holds
+    python -m facedet.tools.figures --runs runs --data $FACEDET_DATA/faces-caltech --out doc_images
+    python -m facedet.tools.figures --only grid --checkpoint grid7=runs/grid7/best.pt \\
+        --checkpoint grid14=runs/grid14/best.pt --images photos/     # your photos, no true boxes
+    python -m facedet.tools.figures --only classifier --checkpoint classifier=runs/classifier/best.pt \\
+        --data $FACEDET_DATA/faces-caltech --nonfaces $FACEDET_DATA/nonfaces
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import os
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +43,16 @@ from PIL import Image
 from torch import Tensor
 
 from facedet.checkpoint import load_detector
-from facedet.cli import DefaultsHelpFormatter, run_cli, select_device
+from facedet.cli import DefaultsHelpFormatter, select_device
 from facedet.config import DataConfig, model_config
 from facedet.data.crops import list_images
 from facedet.data.dataset import collate_photos
-from facedet.data.images import load_image
+from facedet.data.images import collect_images, load_image
 from facedet.data.loaders import build_datasets, build_loader, load_records
 from facedet.data.synthetic import render_scene
-from facedet.errors import FacedetError
+from facedet.errors import ConfigError, DataError, FacedetError
 from facedet.evaluation import evaluate_detections
-from facedet.figures import (bce, centernet, classifier, detections, focal, grid, priors, pyramid, receptive_field,
+from facedet.tools.figures import (bce, centernet, classifier, detections, focal, grid, priors, pyramid, receptive_field,
                              summaries, viola_jones)
 from facedet.models import build_model
 from facedet.models.classifier import CNNClassifier
@@ -78,6 +83,17 @@ RUNS = {
 }
 DETECTION_RUNS = ("viola_jones", "grid7", "grid14", "grid_cnn", "yolo_face", "ssd300_bccd", "retinanet_face",
                   "centernet_face")
+# What --only can pick: the library's figures, and each kind of checkpoint figure with the runs it reads.
+SECTIONS = {
+    "library": (),
+    "viola_jones": ("viola_jones",),
+    "classifier": ("classifier", "classifier32", "classifier_tight", "classifier_large"),
+    "grid": ("grid7", "grid14", "grid_cnn"),
+    "nms": ("yolo_face", "ssd300_bccd"),
+    "centernet": ("centernet_face",),
+    "pr": DETECTION_RUNS,
+    "charts": (),  # every run directory under --runs that holds a metrics.csv
+}
 SYNTHETIC_STREAM = 3  # the random stream of the figures' synthetic scenes: not train (0), val (1), demo (2)
 
 
@@ -160,20 +176,31 @@ def library_figures(out: Path, dpi: int = 110) -> list[Path]:
 # --------------------------------------------------------------------------- the checkpoint figures
 
 
-def _photos(data: str, split: str, count: int, seed: int = 0) -> list[tuple[str, Image.Image, Tensor | None]]:
-    """(name, RGB photo, "xyxy" pixel face boxes) for the figures: the first `count` photos of
-    `data` (any layout facedet reads), or synthetic scenes when data is empty."""
-    if not data:
+def _photos(data: str, split: str, count: int, images: Sequence[str] = (),
+            seed: int = 0) -> list[tuple[str, Image.Image, Tensor | None]]:
+    """(name, RGB photo, "xyxy" pixel face boxes or None) for the figures: every photo of `images`
+    (files or folders; their faces unknown), the first `count` photos of `data` (any layout facedet
+    reads), or `count` synthetic scenes when both are empty."""
+    photos: list[tuple[str, Image.Image, Tensor | None]] = []
+    if images:
+        paths = collect_images(images)
+        if not paths:
+            raise DataError(f"--images {' '.join(images)}: no image files found")
+        photos += [(path.stem, load_image(path), None) for path in paths]
+    if data:
+        records, _ = load_records(DataConfig(root=data, classes="face"), split)
+        photos += [(record.image_path.stem, load_image(record.image_path), record.boxes) for record in records[:count]]
+    if not images and not data:
         rng = np.random.default_rng([seed, SYNTHETIC_STREAM, 1])
         scenes = [render_scene(rng, 256, min_faces=1, max_faces=3) for _ in range(count)]
-        return [(f"synthetic_{i}", scene.convert("RGB"), boxes) for i, (scene, boxes) in enumerate(scenes)]
-    records, _ = load_records(DataConfig(root=data, classes="face"), split)
-    photos, seen = [], set()
-    for i, record in enumerate(records[:count]):
-        name = record.image_path.stem if record.image_path.stem not in seen else f"{record.image_path.stem}_{i}"
-        seen.add(name)  # photo.jpg in two folders must not overwrite each other's figure
-        photos.append((name, load_image(record.image_path), record.boxes))
-    return photos
+        photos += [(f"synthetic_{i}", scene.convert("RGB"), boxes) for i, (scene, boxes) in enumerate(scenes)]
+    seen: dict[str, int] = {}  # photo.jpg in two folders must not overwrite each other's figure: photo, photo_1
+    unique = []
+    for name, photo, boxes in photos:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        unique.append((name if n == 0 else f"{name}_{n}", photo, boxes))
+    return unique
 
 
 def _training_chart(run_dir: Path, out: Path, dpi: int) -> Path | None:
@@ -208,17 +235,23 @@ def _pr_curve(run: str, detector: Any, cfg: Any, out: Path, data: str, max_image
 
 
 def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count: int = 2, max_images: int = 100,
-                device: str = "cpu", dpi: int = 110) -> tuple[list[str], list[str]]:
-    """Every checkpoint figure whose run exists under `runs`. Returns (written, skipped) lines."""
+                device: str = "cpu", dpi: int = 110, sections: Collection[str] = tuple(SECTIONS),
+                checkpoints: Mapping[str, str] | None = None, images: Sequence[str] = (),
+                nonfaces: str | None = None) -> tuple[list[str], list[str]]:
+    """Every checkpoint figure of `sections` whose run exists: runs/<name>/best.pt, or the file
+    `checkpoints` names for that run. `images` replace `data` as the photos drawn; `nonfaces` (a
+    folder) gives the classifier's extra negatives (default: its own data.nonfaces unless `data` is
+    given). Returns (written, skipped) lines."""
     dev = select_device(device)
     photo_dpi = round(0.7 * dpi)  # figures full of photo pixels: keeps each PNG under ~300 KB
     pair_dpi = round(0.6 * dpi)   # the same for two photo panels side by side
     written: list[str] = []
     skipped: list[str] = []
-    present = {name for name in RUNS if (runs / name / "best.pt").is_file()}
-    skipped += [f"{name}: no {runs / name / 'best.pt'} -> skipped {what}" for name, what in RUNS.items()
-                if name not in present]
-    photos = _photos(data, split, count) if present else []
+    checkpoint = {name: Path((checkpoints or {}).get(name, runs / name / "best.pt")) for name in RUNS}
+    wanted = [name for name in RUNS if any(name in SECTIONS[section] for section in sections)]
+    present = {name for name in wanted if checkpoint[name].is_file()}
+    skipped += [f"{name}: no {checkpoint[name]} -> skipped {RUNS[name]}" for name in wanted if name not in present]
+    photos = _photos(data, split, count, images) if present else []
 
     def attempt(name: str, draw: Callable[[], list[str]]) -> None:
         """Draw one run's figures; bad data or a bad checkpoint skips them with its one-line reason."""
@@ -228,14 +261,15 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
             skipped.append(f"{name}: {err}")
 
     def classifier_figures() -> list[str]:
-        detector = load_detector(runs / "classifier" / "best.pt", dev)
+        detector = load_detector(checkpoint["classifier"], dev)
         cfg = detector.config
-        compare = {name.split("_")[1]: load_detector(runs / name / "best.pt", dev).model
+        compare = {name.split("_")[1]: load_detector(checkpoint[name], dev).model
                    for name in ("classifier_tight", "classifier_large") if name in present}
         root = data or cfg.data.root
         records, _ = load_records(DataConfig(root=root, classes="face"), split)
-        nonfaces = list_images(os.path.expandvars(cfg.data.nonfaces)) if cfg.data.nonfaces and not data else []
-        lines = classifier.draw_classifier_figures(detector, records[:200], nonfaces, out, compare=compare,
+        negatives = nonfaces if nonfaces is not None else "" if data else cfg.data.nonfaces
+        negative_photos = list_images(os.path.expandvars(negatives)) if negatives else []
+        lines = classifier.draw_classifier_figures(detector, records[:200], negative_photos, out, compare=compare,
                                                    source=f"{root or 'synthetic'} ({split})",
                                                    feature_map_dpi=round(0.7 * dpi),  # 27 image panels
                                                    name=cfg.data.framing)
@@ -254,7 +288,7 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
         return lines
 
     def classifier32_figures() -> list[str]:
-        detector = load_detector(runs / "classifier32" / "best.pt", dev)
+        detector = load_detector(checkpoint["classifier32"], dev)
         cfg = detector.config
         root = data or cfg.data.root
         records, _ = load_records(DataConfig(root=root, classes="face"), split)
@@ -263,7 +297,7 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
 
     def grid_figures() -> list[str]:
         lines = []
-        loaded = {name: grid.load_grid_checkpoint(runs / name / "best.pt", dev)
+        loaded = {name: grid.load_grid_checkpoint(checkpoint[name], dev)
                   for name in ("grid7", "grid14", "grid_cnn") if name in present}
         for photo_name, photo, boxes in photos:
             probs = {name: grid.grid_probabilities(d, photo) for name, (d, _, _) in loaded.items()}
@@ -281,7 +315,7 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
 
     def nms_figures(name: str) -> Callable[[], list[str]]:
         def draw() -> list[str]:
-            detector = load_detector(runs / name / "best.pt", dev)
+            detector = load_detector(checkpoint[name], dev)
             cfg = detector.config
             own = _photos(cfg.data.root, split, count) if name == "ssd300_bccd" else photos
             lines = []
@@ -294,7 +328,7 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
         return draw
 
     def centernet_figures() -> list[str]:
-        detector = load_detector(runs / "centernet_face" / "best.pt", dev)
+        detector = load_detector(checkpoint["centernet_face"], dev)
         lines = []
         for photo_name, photo, boxes in photos:
             maps = centernet.predicted_maps(detector, photo, min_score=0.3)
@@ -305,14 +339,14 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
 
     def pr_figure(name: str) -> Callable[[], list[str]]:
         def draw() -> list[str]:
-            detector = load_detector(runs / name / "best.pt", dev)
+            detector = load_detector(checkpoint[name], dev)
             cfg = detector.config
             path, ap = _pr_curve(name, detector, cfg, out, "" if name == "ssd300_bccd" else data, max_images, dev)
             return [f"{path}  mAP50={ap:.3f}"]
         return draw
 
     def viola_jones_figures() -> list[str]:
-        detector = load_detector(runs / "viola_jones" / "best.pt", dev)
+        detector = load_detector(checkpoint["viola_jones"], dev)
         cascade = detector.model
         greys = [grey_levels(to_image_tensor(photo)) for _, photo, _ in photos]
         faces = [viola_jones.face_window(grey, boxes, cascade.window) for grey, (_, _, boxes) in zip(greys, photos)]
@@ -332,23 +366,23 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
                       "every stage and supported by their neighbours (score >= 0.2), then NMS at IoU 0.3")))
         return lines
 
-    if "viola_jones" in present:
+    if "viola_jones" in sections and "viola_jones" in present:
         attempt("viola_jones", viola_jones_figures)
-    if "classifier" in present:
+    if "classifier" in sections and "classifier" in present:
         attempt("classifier", classifier_figures)
-    if "classifier32" in present:
+    if "classifier" in sections and "classifier32" in present:
         attempt("classifier32", classifier32_figures)
-    if present & {"grid7", "grid14", "grid_cnn"}:
+    if "grid" in sections and present & set(SECTIONS["grid"]):
         attempt("grid", grid_figures)
-    for name in ("yolo_face", "ssd300_bccd"):
+    for name in SECTIONS["nms"] if "nms" in sections else ():
         if name in present:
             attempt(name, nms_figures(name))
-    if "centernet_face" in present:
+    if "centernet" in sections and "centernet_face" in present:
         attempt("centernet_face", centernet_figures)
-    for name in DETECTION_RUNS:
+    for name in DETECTION_RUNS if "pr" in sections else ():
         if name in present:
             attempt(name, pr_figure(name))
-    if runs.is_dir():
+    if "charts" in sections and runs.is_dir():
         for run_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
             path = _training_chart(run_dir, out, dpi)
             if path is not None:
@@ -361,43 +395,69 @@ def run_figures(runs: Path, out: Path, data: str = "", split: str = "val", count
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m facedet.figures",
+        prog="python -m facedet.tools.figures",
         description="Regenerate every figure of doc_images/: the library's figures (model summaries, receptive "
                     "field, BCE example, SSD priors and matching, NMS, truth matrix, touching faces, CenterNet targets) and, for every "
                     "trained run found under --runs (" + ", ".join(RUNS) + "), its figures and training chart. "
-                    "Missing runs are skipped with a note.",
-        epilog="Example: python -m facedet.figures --runs runs --data $FACEDET_DATA/faces-caltech --out doc_images",
+                    "Missing runs are skipped with a note. --only draws some sections: "
+                    + "; ".join(f"{name} ({', '.join(runs) or ('every metrics.csv' if name == 'charts' else 'no run')})"
+                                for name, runs in SECTIONS.items()) + ".",
+        epilog="Examples: python -m facedet.tools.figures --runs runs --data $FACEDET_DATA/faces-caltech --out doc_images; "
+               "python -m facedet.tools.figures --only grid --checkpoint grid7=runs/grid7/best.pt "
+               "--checkpoint grid14=runs/grid14/best.pt --images photos/",
         formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--out", default="doc_images", help="folder for the figures")
     parser.add_argument("--runs", default="runs", help="folder of run directories, runs/<name>/best.pt")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=None, metavar="SECTION",
+                        help="draw only these sections of " + ", ".join(SECTIONS) + " (default: every section)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                        help="use PATH as run NAME's checkpoint instead of runs/NAME/best.pt (repeatable), "
+                             "e.g. grid7=my_grid.pt; NAME is one of " + ", ".join(RUNS))
     parser.add_argument("--data", default=None,
                         help="face photos for the checkpoint figures and PR curves (any layout facedet reads); "
                              "without it: synthetic scenes, and each run's own validation data for its PR curve")
+    parser.add_argument("--images", nargs="+", default=[], metavar="PATH",
+                        help="image files and/or folders to draw the checkpoint figures on (their faces unknown: "
+                             "no truth matrices); drawn before the photos of --data")
+    parser.add_argument("--nonfaces", default=None,
+                        help="a folder of face-free photos for the classifier figures' extra negatives; without it: "
+                             "the classifier's own data.nonfaces, unless --data is given")
     parser.add_argument("--split", default="val", help="split of --data")
-    parser.add_argument("--count", type=int, default=2, help="photos per checkpoint figure")
+    parser.add_argument("--count", type=int, default=2, help="photos of --data (or synthetic scenes) per checkpoint figure")
     parser.add_argument("--max-images", type=int, default=100, help="validation images per PR curve")
-    parser.add_argument("--no-runs", action="store_true", help="only the figures that need no trained model")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files")
     return parser.parse_args(argv)
 
 
+def checkpoint_paths(items: Sequence[str]) -> dict[str, str]:
+    """--checkpoint NAME=PATH items -> {run name: path}; a clear error for a bad item, name or path."""
+    paths = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--checkpoint '{item}': expected NAME=PATH")
+        if name not in RUNS:
+            raise ConfigError(f"--checkpoint '{item}': no run '{name}'; expected one of {', '.join(RUNS)}")
+        if not Path(path).is_file():
+            raise ConfigError(f"--checkpoint '{item}': {path} is not a file")
+        paths[name] = path
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    sections = args.only or list(SECTIONS)
+    checkpoints = checkpoint_paths(args.checkpoint)
     out = Path(args.out)
-    written = [str(p) for p in library_figures(out, args.dpi)]
-    skipped: list[str] = []
-    if not args.no_runs:
-        more, skipped = run_figures(Path(args.runs), out, args.data or "", args.split, args.count, args.max_images,
-                                    args.device, args.dpi)
-        written += more
+    written = [str(p) for p in library_figures(out, args.dpi)] if "library" in sections else []
+    written_runs, skipped = run_figures(Path(args.runs), out, args.data or "", args.split, args.count,
+                                        args.max_images, args.device, args.dpi, sections, checkpoints, args.images,
+                                        args.nonfaces)
+    written += written_runs
     print("\n".join(written))
     if skipped:
         print(f"skipped ({len(skipped)}):\n  " + "\n  ".join(skipped))
     print(f"{len(written)} files in {out}/")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

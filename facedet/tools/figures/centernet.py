@@ -3,7 +3,7 @@
     target_maps               the Gaussian targets of a photo's true boxes (no model needed)
     predicted_maps            what a trained CenterNet detector sees in a photo
     plot_heatmap_peaks_boxes  the three panels (PNG)
-    plot_target_example       target_maps on a synthetic scene (`python -m facedet.figures`)
+    plot_target_example       target_maps on a synthetic scene (`python -m facedet.tools.figures`)
 
 Maps are dicts: "heatmap" (h, w) numpy, the max over classes of a stride-4 grid; "peaks" (P, 2)
 cells (col, row) and "peak_scores" (P,); "boxes" (K, 4) "xyxy" pixels of the photo and "scores" (K,).

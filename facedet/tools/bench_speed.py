@@ -1,11 +1,11 @@
 """Speed of every rung: training and inference images/s, peak memory, NMS, data loading.
 
-    python -m facedet.bench_speed                                  # CPU, batch 8, every model
-    python -m facedet.bench_speed --device cuda --amp --channels-last --batch 256
-    python -m facedet.bench_speed --models ssd300 face_ssd --quick --json speed.json
-    python -m facedet.bench_speed --sections loader --data $FACEDET_DATA/faces-mask --workers 0 2 4
-    python -m facedet.bench_speed --sections latency               # one 640x480 photo per rung
-    python -m facedet.bench_speed --sections latency --models face_ssd --photo photo.jpg  # vs Haar
+    python -m facedet.tools.bench_speed                                  # CPU, batch 8, every model
+    python -m facedet.tools.bench_speed --device cuda --amp --channels-last --batch 256
+    python -m facedet.tools.bench_speed --models ssd300 face_ssd --quick --json speed.json
+    python -m facedet.tools.bench_speed --sections loader --data $FACEDET_DATA/faces-mask --workers 0 2 4
+    python -m facedet.tools.bench_speed --sections latency               # one 640x480 photo per rung
+    python -m facedet.tools.bench_speed --sections latency --models face_ssd --photo photo.jpg  # vs Haar
 
 Sections (--sections, default "models nms loader"):
   models   for each model at its input size, random weights and random boxes:
@@ -56,10 +56,10 @@ from facedet.cli import run_cli, select_device
 from facedet.config import Config, load_config, model_config
 from facedet.data.dataset import DetectionDataset
 from facedet.data.images import load_image
-from facedet.data.loaders import build_loader, load_records, release_workers
+from facedet.data.loaders import build_loader, load_records
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transforms
 from facedet.errors import ConfigError
-from facedet.haar import HaarCascade
+from facedet.tools.opencv_haar import HaarCascade
 from facedet.models import MODELS, build_model
 from facedet.models.detector import to_image_tensor
 from facedet.models.sliding_window import detector_from_classifier
@@ -171,7 +171,7 @@ def measure_model(name: str, args: argparse.Namespace) -> dict:
 
     @torch.inference_mode()
     def infer():
-        with trainer.autocast():
+        with trainer.amp.autocast():
             outputs = forward(images)
         detector.postprocess(outputs_to_float(outputs), **EVAL_SETTINGS)
 
@@ -291,7 +291,7 @@ def measure_loader(workers: int, args: argparse.Namespace) -> dict:
     for _ in range(timed_batches):
         next(batches)
     seconds = time.perf_counter() - start
-    release_workers(loader)
+    loader.close()  # its persistent workers stop now
     images = timed_batches * cfg.train.batch_size
     return {"workers": workers, "images": images, "img_s": images / seconds,
             "img_s_per_worker": images / seconds / max(1, workers),
@@ -385,8 +385,8 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m facedet.bench_speed", description=__doc__.split("\n\n")[0],
-                                     epilog="See the module docstring (facedet/bench_speed.py) for what each number means.")
+    parser = argparse.ArgumentParser(prog="python -m facedet.tools.bench_speed", description=__doc__.split("\n\n")[0],
+                                     epilog="See the module docstring (facedet/tools/bench_speed.py) for what each number means.")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["models", "nms", "loader"],
                         help="what to measure (default: models nms loader): models = train/infer images per second "
                              "and peak memory per model; nms = the NMS engine against candidate counts; loader = "
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     assert all(options["name"] in MODELS for options in BENCH_MODELS.values())
-    report = {"command": "python -m facedet.bench_speed " + " ".join(sys.argv[1:] if argv is None else argv),
+    report = {"command": "python -m facedet.tools.bench_speed " + " ".join(sys.argv[1:] if argv is None else argv),
               "machine": machine(), "date": datetime.date.today().isoformat(), "threads": args.threads,
               "load_average": os.getloadavg()[0]}
     print(f"{report['machine']}; {args.threads} thread(s); load average {report['load_average']:.1f}\n")
