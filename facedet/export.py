@@ -41,7 +41,8 @@ from facedet.errors import ConfigError, FacedetError
 from facedet.models import build_model
 
 # What inference needs; everything else in a checkpoint is training state.
-INFERENCE_KEYS = ("model", "config", "class_names", "epoch", "iteration", "metrics", "train_time_s", "operating_point")
+INFERENCE_KEYS = ("model", "config", "class_names", "epoch", "iteration", "images_seen", "metrics", "train_time_s",
+                  "operating_point")
 
 
 def export_weights(checkpoint: str | Path, out: str | Path) -> Path:

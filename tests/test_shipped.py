@@ -53,3 +53,12 @@ def test_a_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
 def test_a_missing_file_path_is_not_taken_for_a_name(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         facedet.load(tmp_path / "face_default")
+
+
+def test_the_model_card_quotes_the_table_the_checkpoints_give():
+    from facedet.tools.model_card import card_table
+
+    card = (SHIPPED_WEIGHTS / "MODEL_CARD.md").read_text()
+    start, end = card.index("<!-- model-card-table -->"), card.index("<!-- /model-card-table -->")
+    assert card[start:end].split("\n", 1)[1].strip() == card_table().strip(), \
+        "MODEL_CARD.md's table is stale: paste the output of python -m facedet.tools.model_card"
