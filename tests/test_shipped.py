@@ -62,3 +62,23 @@ def test_the_model_card_quotes_the_table_the_checkpoints_give():
     start, end = card.index("<!-- model-card-table -->"), card.index("<!-- /model-card-table -->")
     assert card[start:end].split("\n", 1)[1].strip() == card_table().strip(), \
         "MODEL_CARD.md's table is stale: paste the output of python -m facedet.tools.model_card"
+
+
+def test_a_uint8_tensor_gives_the_same_faces_as_the_array_it_came_from():
+    import numpy as np
+    from PIL import Image
+
+    det = facedet.load(device="cpu")
+    array = np.asarray(Image.open(photo_path("astronaut")).convert("RGB"))
+    from_array = det(array)
+    from_uint8 = det(torch.from_numpy(array.copy()).permute(2, 0, 1))  # torchvision.io.read_image's layout
+    from_float = det(torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255)
+    assert len(from_array.boxes) >= 1
+    assert torch.allclose(from_uint8.boxes, from_array.boxes) and torch.allclose(from_float.boxes, from_array.boxes)
+
+
+def test_a_float_tensor_of_0_255_values_is_refused_with_the_fix():
+    from facedet.errors import DataError
+
+    with pytest.raises(DataError, match="divide 0-255 values by 255"):
+        facedet.load(device="cpu")(torch.full((3, 64, 64), 200.0))

@@ -94,8 +94,9 @@ ImageLike = str | os.PathLike | Image.Image | np.ndarray | Tensor
 def to_image_tensor(image: ImageLike) -> Tensor:
     """A path, PIL image, (H, W) / (H, W, 3|4) array or (3, H, W) tensor -> (3, H, W) float32 in [0, 1].
 
-    Paths go through `load_image` (EXIF rotation, every PIL mode, 16-bit); uint8 arrays are
-    divided by 255, float arrays and tensors must already be in [0, 1].
+    Paths go through `load_image` (EXIF rotation, every PIL mode, 16-bit); uint8 arrays and
+    tensors are divided by 255 (a uint8 tensor is what torchvision.io.read_image returns), float
+    arrays and tensors must already be in [0, 1].
     """
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
@@ -118,8 +119,16 @@ def to_image_tensor(image: ImageLike) -> Tensor:
         return tensor.float()
     if isinstance(image, Tensor):
         if image.dim() != 3 or image.shape[0] != 3:
-            raise DataError(f"an image tensor must be (3, H, W) with values in [0, 1], got shape {tuple(image.shape)}")
-        return image.float()
+            raise DataError(f"an image tensor must be (3, H, W), got shape {tuple(image.shape)}")
+        if image.dtype == torch.uint8:  # what torchvision.io.read_image returns: 0..255
+            return image.float().div_(255.0)
+        if not image.is_floating_point():
+            raise DataError(f"an image tensor must be uint8 (0-255) or float (0-1), got {image.dtype}")
+        image = image.float()
+        if image.numel() and (image.min() < 0 or image.max() > 1):
+            raise DataError(f"a float image tensor must hold values in [0, 1], got {float(image.min()):.3g}.."
+                            f"{float(image.max()):.3g}; divide 0-255 values by 255 or pass a uint8 tensor")
+        return image
     raise DataError(f"cannot read an image from a {type(image).__name__}; pass a path, a PIL image, "
                     "a numpy array or a (3, H, W) tensor")
 
