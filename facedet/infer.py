@@ -5,7 +5,7 @@
     python -m facedet.infer photos/ --checkpoint runs/yolo_face/best.pt --json out.json --save-dir annotated/
 
 Writes annotated copies of the images and a JSON mapping each image path to its boxes
-`[x1, y1, x2, y2, score, label]` in pixels of the original image.
+`[x1, y1, x2, y2, score, label, name]` in pixels of the original image.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tqdm import tqdm
 from facedet.checkpoint import SHIPPED_CHECKPOINT, load
 from facedet.files import atomic_write
 from facedet.cli import parse_scales, parse_size, run_cli, select_device
-from facedet.data.images import collect_images, load_image
+from facedet.data.images import IMAGE_SUFFIXES, collect_images, load_image
 from facedet.errors import DataError
 from facedet.models.detector import DEFAULT_TILE, Detections, Detector
 
@@ -57,7 +57,8 @@ def draw(image: Image.Image, det: Detections) -> Image.Image:
     return out
 
 
-def describe(detector: Detector, min_score: float | None, nms_iou: float | None = None) -> str:
+def describe(detector: Detector, min_score: float | None, nms_iou: float | None = None,
+             size: int | None = None) -> str:
     """One line: which checkpoint, which model, which threshold and where it comes from."""
     if min_score is not None:
         why = "from --min-score"
@@ -68,8 +69,9 @@ def describe(detector: Detector, min_score: float | None, nms_iou: float | None 
     score = detector.min_score if min_score is None else min_score
     how = {"fixed": f"input {detector.image_size}x{detector.image_size}",
            "whole": "scans the whole photo itself, window by window",
-           "scalable": f"photos at their own size up to {detector.max_size} px" if detector.max_size
-           else "photos at their own size"}[detector.input_policy]
+           "scalable": (f"photos resized to {size} px" if size  # parse_size: native is 0
+                        else "photos at their own size" if size == 0 or not detector.max_size
+                        else f"photos at their own size up to {detector.max_size} px")}[detector.input_policy]
     return (f"checkpoint {detector.source} ({detector.config.model.name}, {how}); min score {score:g} ({why}); "
             f"NMS IoU {detector.nms_iou if nms_iou is None else nms_iou:g}")
 
@@ -78,13 +80,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m facedet.infer",
         description="Detect faces (or the classes a checkpoint was trained on) in images. Writes annotated "
-        "copies of the images and, with --json, each image's boxes [x1, y1, x2, y2, score, label] in pixels.",
+        "copies of the images and, with --json, each image's boxes [x1, y1, x2, y2, score, label, name] in pixels.",
         epilog="Examples: python -m facedet.infer photo.jpg  |  python -m facedet.infer photos/ --size native "
         "--scales 0.5,1,2 --json boxes.json  |  python -m facedet.infer runs/demo.jpg --checkpoint runs/quickstart/best.pt",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or directories")
-    parser.add_argument("--checkpoint", help=f"a facedet checkpoint (default: the shipped face detector, {SHIPPED_CHECKPOINT.name})")
-    parser.add_argument("--json", metavar="OUT", help="write {image path: [[x1, y1, x2, y2, score, label], ...]}; "
+    parser.add_argument("--checkpoint", help="a facedet checkpoint file, or a shipped detector's name (default: "
+                        f"the shipped face detector, {SHIPPED_CHECKPOINT.stem}; python -c 'import facedet; "
+                        "print(facedet.list_detectors())' lists them)")
+    parser.add_argument("--json", metavar="OUT", help="write {image path: [[x1, y1, x2, y2, score, label, name], ...]}; "
                         "'-' writes it to standard output (every other message then goes to standard error)")
     parser.add_argument("--save-dir", metavar="DIR", default="runs/detections",
                         help="annotated images go here (default: runs/detections/, beside the training runs)")
@@ -114,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     log = sys.stderr if args.json == "-" else sys.stdout  # keep standard output for the JSON
     device = select_device(args.device)
     detector = load(args.checkpoint, device)
-    print(describe(detector, args.min_score, args.nms), file=log)
+    print(describe(detector, args.min_score, args.nms, args.size), file=log)
     save_dir = None if args.no_save else Path(args.save_dir)  # made by the first annotated image written
     images = collect_images(args.paths, skip=save_dir)
+    if not images:
+        raise DataError(f"no images found in {', '.join(args.paths)} (image files end in "
+                        f"{', '.join(sorted(IMAGE_SUFFIXES))})")
     results, failed, written = {}, 0, set()
     for path in tqdm(images, desc="detect", leave=False, mininterval=1.0, disable=len(images) < 10):
         try:

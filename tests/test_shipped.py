@@ -82,3 +82,23 @@ def test_a_float_tensor_of_0_255_values_is_refused_with_the_fix():
 
     with pytest.raises(DataError, match="divide 0-255 values by 255"):
         facedet.load(device="cpu")(torch.full((3, 64, 64), 200.0))
+
+
+def test_infer_names_each_class_says_how_it_sizes_photos_and_refuses_an_empty_folder(tmp_path, capsys):
+    import json
+
+    from facedet import infer
+    from facedet.cli import run_cli
+
+    out = tmp_path / "faces.json"
+    assert run_cli(infer.main, [str(photo_path("astronaut")), "--no-save", "--json", str(out), "--size", "native",
+                                "--device", "cpu"]) == 0
+    rows = json.loads(out.read_text())[str(photo_path("astronaut"))]
+    assert rows and all(len(row) == 7 and row[6] == "face" for row in rows)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "photos at their own size)" in header and "up to" not in header
+    assert run_cli(infer.main, [str(photo_path("astronaut")), "--no-save", "--size", "320", "--device", "cpu"]) == 0
+    assert "photos resized to 320 px" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert run_cli(infer.main, [str(tmp_path / "empty"), "--no-save", "--device", "cpu"]) != 0
+    assert "no images found in" in capsys.readouterr().err

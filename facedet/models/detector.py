@@ -80,9 +80,10 @@ class Detections:
         return [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in self.labels.tolist()]
 
     def to_list(self, decimals: int = 1) -> list[list]:
-        """[[x1, y1, x2, y2, score, label], ...] with plain Python numbers (for JSON)."""
-        return [[*(round(v, decimals) for v in box), round(score, 4), label]
-                for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist())]
+        """[[x1, y1, x2, y2, score, label, name], ...] with plain Python numbers (for JSON)."""
+        return [[*(round(v, decimals) for v in box), round(score, 4), label, name]
+                for box, score, label, name in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(),
+                                                   self.names)]
 
     def as_dict(self) -> dict[str, Tensor]:
         return {"boxes": self.boxes, "scores": self.scores, "labels": self.labels}
