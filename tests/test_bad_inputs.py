@@ -608,8 +608,8 @@ def test_infer(case, tmp_path, checkpoint, capsys):
     if case.expected("infer") is None:
         width, height = image_size(image)
         (boxes,) = json.loads((out / "det.json").read_text()).values()
-        for x1, y1, x2, y2, score, label in boxes:
-            assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height and label == 0
+        for x1, y1, x2, y2, score, label, name in boxes:
+            assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height and label == 0 and name == "face"
         # the annotated copy is upright: EXIF orientation applied, then saved without it
         assert Image.open(out / "ann" / f"{image.stem}_det.jpg").size == (width, height)
     elif case.kind == "image":
