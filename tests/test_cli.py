@@ -46,7 +46,7 @@ def test_infer_writes_json_and_annotated_images(trained, tmp_path):
     results = json.loads(out.read_text())
     assert list(results) == [str(image)]
     for box in results[str(image)]:
-        assert len(box) == 6 and box[0] <= box[2] and box[1] <= box[3] and 0 <= box[4] <= 1
+        assert len(box) == 7 and isinstance(box[6], str) and box[0] <= box[2] and box[1] <= box[3] and 0 <= box[4] <= 1
     assert (tmp_path / "ann" / "demo_det.jpg").exists()
 
 
