@@ -87,7 +87,9 @@ def test_the_command_line_and_the_python_api_give_the_same_boxes(name, tmp_path,
     assert run_cli(infer.main, [str(photo), "--checkpoint", path, "--json", str(out), "--no-save",
                                 "--device", "cpu"]) == 0
     cli = json.loads(out.read_text())[str(photo)]
-    assert len(api) > 1, "too few boxes to compare"
+    # the grid joins every cell above the operating point into connected components: at this test's
+    # 0.001 the whole untrained grid is one component, one box; every other rung gives several
+    assert len(api) >= (1 if name.startswith("grid") else 2), "too few boxes to compare"
     assert cli == api
     # the settings came from the rung and the checkpoint, not from a default of the command line
     assert detector.min_score == LOW_OPERATING_POINT["min_score"]

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import facedet.boxes as box_ops
+
 from facedet.boxes import batched_nms, box_convert
-from facedet.models import ssd
 from facedet.boxes import multiclass_nms
 from facedet.models.ssd import SSDPostprocess, make_priors
 
@@ -60,13 +61,13 @@ def test_cut_is_doubled_when_needed(priors, monkeypatch):
     """With few candidates per class and a top_k that needs more, the padded NMS must be
     redone on a larger cut and still equal the loops."""
     sizes = []
-    original = ssd.greedy_nms_mask
+    original = box_ops.greedy_nms_mask  # the one NMS engine, under boxes.multiclass_nms
 
-    def recording(boxes, valid, iou_threshold):
+    def recording(boxes, valid, iou_threshold, *labels):
         sizes.append(boxes.shape[1])
-        return original(boxes, valid, iou_threshold)
+        return original(boxes, valid, iou_threshold, *labels)
 
-    monkeypatch.setattr(ssd, "greedy_nms_mask", recording)
+    monkeypatch.setattr(box_ops, "greedy_nms_mask", recording)
     outputs = bench.random_outputs(2, len(priors), 3, torch.Generator().manual_seed(3))
     got = SSDPostprocess(priors)(outputs, min_score=0.01, nms_iou=0.45, top_k=100, candidates=4)
     want = bench.reference_postprocess(outputs, priors, min_score=0.01, nms_iou=0.45, top_k=100)
