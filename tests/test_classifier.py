@@ -166,3 +166,17 @@ def test_figures_command_end_to_end(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "embeddings_32.png", "face_0_featuremaps.png", "face_1_featuremaps.png", "framing.png",
         "nonface_0_featuremaps.png", "nonface_1_featuremaps.png", "sliding_window_0.png"]
+
+
+def test_small_classifier_averages_its_last_map_before_the_linear_layer():
+    """Global AVERAGE pooling: the logit is fc(mean over the cells of the stride-32 map)."""
+    from facedet.models.classifier import SmallClassifier
+
+    torch.manual_seed(0)
+    model = SmallClassifier(width=8).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        f32 = model.backbone(images)[-1]  # (2, 64, 2, 2)
+        expected = f32.mean(dim=(2, 3)) @ model.fc.weight[0] + model.fc.bias[0]
+        assert torch.allclose(model(images), expected, atol=1e-5)
+        assert not torch.allclose(f32.amax(dim=(2, 3)), f32.mean(dim=(2, 3)))  # max pooling would differ

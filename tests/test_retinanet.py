@@ -466,3 +466,15 @@ def test_trains_saves_loads_and_detects_through_the_common_tools(tmp_path, monke
     found = detector(torch.rand(3, 100, 170), min_score=0.0, top_k=5)
     assert found.boxes.shape == (5, 4) and (found.boxes[:, 2:] <= torch.tensor([170.0, 100.0]) + 1e-3).all()
     assert run_cli(evaluate.main, ["--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
+
+
+def test_p7_is_computed_from_p6_after_a_relu():
+    """P7 = 3x3/2 conv(ReLU(P6)) (Lin et al. 2017, section 4): P6 itself keeps its negative values."""
+    torch.manual_seed(0)
+    features = [torch.randn(1, 16, 16, 16), torch.randn(1, 32, 8, 8), torch.randn(1, 64, 4, 4)]
+    fpn = FPN((16, 32, 64), channels=8, min_level=3, max_level=7)
+    with torch.no_grad():
+        *_, p6, p7 = fpn(features)
+        assert (p6 < 0).any()
+        torch.testing.assert_close(p7, fpn.p7(F.relu(p6)))
+        assert not torch.allclose(p7, fpn.p7(p6))
