@@ -204,6 +204,17 @@ def test_matching_thresholds_and_the_ignore_band():
     assert labels[0].tolist() == [0, 0, 0, BACKGROUND, BACKGROUND]
 
 
+def test_an_anchor_at_exactly_the_foreground_iou_is_positive():
+    """IoU >= fg_iou is positive, IoU < bg_iou negative: anchors inside a 10 x 10 face covering
+    half of it (IoU 0.5 exactly, in float32 too) and 0.4 of it sit exactly on the two thresholds."""
+    face = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    anchors = torch.tensor([[0.0, 0.0, 5.0, 10.0], [0.0, 0.0, 4.0, 10.0], [0.0, 0.0, 3.0, 10.0]])
+    assert box_iou(face, anchors)[0].tolist() == [0.5, pytest.approx(0.4), pytest.approx(0.3)]
+    labels, _ = match_anchors(face[None], torch.tensor([[1]]), torch.ones(1, 1, dtype=torch.bool), anchors,
+                              fg_iou=0.5, bg_iou=0.4, low_quality_matches=False)
+    assert labels[0].tolist() == [1, IGNORE, BACKGROUND]
+
+
 def test_low_quality_match_and_padding():
     """A face overlapping its best anchor by only 0.2 still claims it; a padded row claims nothing;
     each anchor takes the class of the face it overlaps most."""
