@@ -109,6 +109,14 @@ def test_encode_targets_toy_box_by_hand():
     assert torch.allclose(encoded["offset"][0, :, 3, 4], torch.tensor([0.5, 0.25]))
 
 
+def test_a_centre_belongs_to_the_cell_it_falls_in_not_the_nearest_corner():
+    """Centre (4.75, 3.75) cells lies in cell (column 4, row 3), floor, not round: the offset
+    head then learns (0.75, 0.75), always in [0, 1)."""
+    encoded = encode_targets([target([[2.75 / 8, 2.75 / 8, 6.75 / 8, 4.75 / 8]])], 1, 8, 8)
+    assert encoded["mask"][0].nonzero().tolist() == [[3, 4]]
+    assert encoded["offset"][0, :, 3, 4].tolist() == [0.75, 0.75]
+
+
 def test_same_centre_cell_collides_largest_box_wins_and_classes_get_their_maps():
     small, large = [0.40, 0.40, 0.60, 0.60], [0.30, 0.30, 0.70, 0.70]  # same centre (0.5, 0.5)
     other = [0.05, 0.05, 0.25, 0.25]
