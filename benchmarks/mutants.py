@@ -172,7 +172,8 @@ MUTANTS = [
     # ---- inference path: resize, tiles, calibration
     ("the one resize without antialiasing", "facedet/data/transforms.py",
      "mode=\"bilinear\", align_corners=False, antialias=True)", "mode=\"bilinear\", align_corners=False, antialias=False)",
-     ["tests/test_transforms.py::test_resize_hand_values_and_pixels"]),
+     ["tests/test_transforms.py::test_the_one_resize_averages_when_it_shrinks",
+      "tests/test_transforms.py::test_resize_hand_values_and_pixels"]),
     ("neighbouring tiles overlap by half the promised overlap", "facedet/models/detector.py",
      "    step = side - overlap\n", "    step = side - overlap // 2\n",
      ["tests/test_inference.py::test_neighbouring_tiles_overlap_by_at_least_the_promised_overlap",
