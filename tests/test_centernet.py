@@ -109,6 +109,14 @@ def test_encode_targets_toy_box_by_hand():
     assert torch.allclose(encoded["offset"][0, :, 3, 4], torch.tensor([0.5, 0.25]))
 
 
+def test_a_centre_belongs_to_the_cell_it_falls_in_not_the_nearest_corner():
+    """Centre (4.75, 3.75) cells lies in cell (column 4, row 3), floor, not round: the offset
+    head then learns (0.75, 0.75), always in [0, 1)."""
+    encoded = encode_targets([target([[2.75 / 8, 2.75 / 8, 6.75 / 8, 4.75 / 8]])], 1, 8, 8)
+    assert encoded["mask"][0].nonzero().tolist() == [[3, 4]]
+    assert encoded["offset"][0, :, 3, 4].tolist() == [0.75, 0.75]
+
+
 def test_same_centre_cell_collides_largest_box_wins_and_classes_get_their_maps():
     small, large = [0.40, 0.40, 0.60, 0.60], [0.30, 0.30, 0.70, 0.70]  # same centre (0.5, 0.5)
     other = [0.05, 0.05, 0.25, 0.25]
@@ -295,3 +303,13 @@ def test_overfits_a_few_synthetic_scenes():
     for det, t in zip(detections, targets):
         assert len(det["boxes"]) == len(t["boxes"]), (t["boxes"], det)  # no duplicates to suppress
         assert (box_iou(t["boxes"], det["boxes"]).max(dim=1).values >= 0.5).all(), (t["boxes"], det)
+
+
+def test_the_gaussian_radius_is_floored_to_whole_cells():
+    """A 20 x 20-cell box: gaussian_radius = (40 - sqrt(1120)) / 4 = 1.633 cells, floored to 1, so
+    its peak covers the 3 x 3 cells around the centre (rounding would make it 5 x 5)."""
+    assert gaussian_radius(torch.tensor(20.0), torch.tensor(20.0), 0.7).item() == pytest.approx(1.6334, abs=1e-4)
+    box = [22.5 / 64, 22.5 / 64, 42.5 / 64, 42.5 / 64]  # centre (32.5, 32.5) cells: cell (32, 32)
+    heat = encode_targets([target([box])], num_classes=1, height=64, width=64)["heatmap"][0, 0]
+    assert (heat > 0).nonzero().tolist() == [[r, c] for r in (31, 32, 33) for c in (31, 32, 33)]
+    assert heat[32, 32] == 1.0 and heat[31, 32] == pytest.approx(math.exp(-2))  # sigma = (2 r + 1) / 6 = 0.5

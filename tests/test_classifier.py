@@ -166,3 +166,20 @@ def test_figures_command_end_to_end(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "embeddings_32.png", "face_0_featuremaps.png", "face_1_featuremaps.png", "framing.png",
         "nonface_0_featuremaps.png", "nonface_1_featuremaps.png", "sliding_window_0.png"]
+
+
+def test_small_classifier_averages_its_last_map_before_the_linear_layer():
+    """Global AVERAGE pooling: the logit is fc(mean over the cells of the stride-32 map). The
+    backbone's last map is replaced by a known one whose cells differ (max pooling would not agree)."""
+    from facedet.models.classifier import SmallClassifier
+
+    torch.manual_seed(0)
+    model = SmallClassifier(width=8).eval()
+    f32 = torch.randn(2, 64, 2, 2)  # (B, 8w, S/32, S/32) of a 64 px crop
+    model.backbone.register_forward_hook(lambda module, args, out: [*out[:-1], f32])
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 64, 64))
+        expected = f32.mean(dim=(2, 3)) @ model.fc.weight[0] + model.fc.bias[0]  # (2,)
+        by_max = f32.amax(dim=(2, 3)) @ model.fc.weight[0] + model.fc.bias[0]
+    torch.testing.assert_close(logits, expected)
+    assert not torch.allclose(logits, by_max, atol=1e-3)

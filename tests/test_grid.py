@@ -278,3 +278,16 @@ def test_grid_head_ends_in_a_sigmoid_of_the_last_linear_layer():
     with torch.no_grad():
         probs = model(torch.randn(2, 3, 32, 32) * 3)
     torch.testing.assert_close(probs.reshape(2, -1), torch.sigmoid(seen["logits"]).reshape(2, -1))
+
+
+def test_small_grid_head_is_a_sigmoid_of_its_1x1_convolution():
+    """GridSmallModel: one 1x1 conv logit per cell, then a sigmoid (the BCE loss reads probabilities).
+    The head's logits are replaced by -6 .. 6, where a hard sigmoid or a clamp would differ."""
+    from facedet.models.grid import GridSmallModel
+
+    model = GridSmallModel(width=8, griddim=2, image_size=64).eval()
+    logits = torch.linspace(-6, 6, 8).reshape(2, 1, 2, 2)
+    model.head.register_forward_hook(lambda module, args, out: logits)
+    with torch.no_grad():
+        probs = model(torch.randn(2, 3, 64, 64))
+    torch.testing.assert_close(probs, torch.sigmoid(logits).squeeze(1))

@@ -363,3 +363,30 @@ def test_a_tile_keeps_only_the_boxes_centred_in_its_own_span():
                  keep_region=(96.0, -math.inf, math.inf, math.inf))  # responsible for centres x >= 96
     out = _to_photo(det, tile, (128, 128))
     assert out["boxes"].tolist() == [[128.0, 64.0, 160.0, 96.0]] and out["scores"].tolist() == [0.800000011920929]
+
+
+def test_neighbouring_tiles_overlap_by_at_least_the_promised_overlap():
+    from facedet.models.detector import TILE_OVERLAP, _tile_starts
+
+    # 1000 px in tiles of 400 overlapping by 100: starts every 300 px, the last one flush with the end
+    assert [start for start, _ in _tile_starts(1000, 400, 100)] == [0, 300, 600]
+    # a whole photo: every pair of neighbouring tiles shares at least TILE_OVERLAP px on each axis
+    det = bright_detector()
+    passes = det._passes(0, torch.zeros(3, 2000, 2600), None, (1.0,), tile=1024)
+    for axis in (0, 1):
+        starts = sorted({p.offset[axis] for p in passes})
+        assert len(starts) >= 3
+        assert all(1024 - (b - a) >= TILE_OVERLAP for a, b in zip(starts, starts[1:])), starts
+
+
+def test_boxes_go_back_to_the_photo_with_each_axis_own_scale():
+    """A 31 x 200 photo at --size 100 becomes 16 x 100 (15.5 rounds to 16): x is scaled by 1/2,
+    y by 16/31, and each axis is mapped back by its own factor."""
+    from facedet.models.detector import _to_photo
+
+    (p,) = bright_detector()._passes(0, torch.zeros(3, 31, 200), 100, (1.0,), tile=0)
+    assert p.scale == (100 / 200, 16 / 31) and tuple(p.input.shape[-2:]) == (64, 128)
+    det = {"boxes": torch.tensor([[0.25, 0.125, 0.5, 0.25]]), "scores": torch.tensor([0.9]),  # of 64 x 128
+           "labels": torch.tensor([0])}
+    out = _to_photo(det, p, (64, 128))
+    assert torch.allclose(out["boxes"], torch.tensor([[64.0, 8 * 31 / 16, 128.0, 16 * 31 / 16]]))

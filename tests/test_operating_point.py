@@ -133,3 +133,19 @@ def facedet_errors():
     import facedet.errors
 
     return facedet.errors
+
+
+def test_calibrate_precision_rule_keeps_the_precision_on_every_set(tmp_path, monkeypatch):
+    """--rule precision: the threshold is the HIGHEST of the per-set thresholds, so that every set
+    keeps the precision (the lowest would keep it on one set only)."""
+    easy = ([FOUND], [FACES])  # precision >= 0.7 from 0.2 (3/4)
+    hard = ([det([[0, 0, 10, 10], [50, 50, 60, 60], [100, 100, 140, 140]], [0.9, 0.8, 0.6])], [FACES])  # from 0.9
+    found = {"easy": easy, "hard": hard}
+    monkeypatch.setattr(calibrate, "validation_detections", lambda detector, root, *args: found[Path(root).name])
+    detector = SimpleNamespace(class_names=["face"], max_size=640)
+    point = calibrate.calibrate(detector, [str(tmp_path / "easy"), str(tmp_path / "hard")], precision=0.7,
+                                rule="precision")
+    thresholds = {name: row["threshold_for_precision_0.7"] for name, row in point["per_set"].items()}
+    assert thresholds == pytest.approx({"easy": 0.2, "hard": 0.9})
+    assert point["min_score"] == pytest.approx(0.9)
+    assert all(row["precision"] >= 0.7 for row in point["per_set"].values())

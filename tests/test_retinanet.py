@@ -204,6 +204,17 @@ def test_matching_thresholds_and_the_ignore_band():
     assert labels[0].tolist() == [0, 0, 0, BACKGROUND, BACKGROUND]
 
 
+def test_an_anchor_at_exactly_the_foreground_iou_is_positive():
+    """IoU >= fg_iou is positive, IoU < bg_iou negative: anchors inside a 10 x 10 face covering
+    half of it (IoU 0.5 exactly, in float32 too) and 0.4 of it sit exactly on the two thresholds."""
+    face = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    anchors = torch.tensor([[0.0, 0.0, 5.0, 10.0], [0.0, 0.0, 4.0, 10.0], [0.0, 0.0, 3.0, 10.0]])
+    assert box_iou(face, anchors)[0].tolist() == [0.5, pytest.approx(0.4), pytest.approx(0.3)]
+    labels, _ = match_anchors(face[None], torch.tensor([[1]]), torch.ones(1, 1, dtype=torch.bool), anchors,
+                              fg_iou=0.5, bg_iou=0.4, low_quality_matches=False)
+    assert labels[0].tolist() == [1, IGNORE, BACKGROUND]
+
+
 def test_low_quality_match_and_padding():
     """A face overlapping its best anchor by only 0.2 still claims it; a padded row claims nothing;
     each anchor takes the class of the face it overlaps most."""
@@ -466,3 +477,15 @@ def test_trains_saves_loads_and_detects_through_the_common_tools(tmp_path, monke
     found = detector(torch.rand(3, 100, 170), min_score=0.0, top_k=5)
     assert found.boxes.shape == (5, 4) and (found.boxes[:, 2:] <= torch.tensor([170.0, 100.0]) + 1e-3).all()
     assert run_cli(evaluate.main, ["--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
+
+
+def test_p7_is_computed_from_p6_after_a_relu():
+    """P7 = 3x3/2 conv(ReLU(P6)) (Lin et al. 2017, section 4): P6 itself keeps its negative values."""
+    torch.manual_seed(0)
+    features = [torch.randn(1, 16, 16, 16), torch.randn(1, 32, 8, 8), torch.randn(1, 64, 4, 4)]
+    fpn = FPN((16, 32, 64), channels=8, min_level=3, max_level=7)
+    with torch.no_grad():
+        *_, p6, p7 = fpn(features)
+        assert (p6 < 0).any()
+        torch.testing.assert_close(p7, fpn.p7(F.relu(p6)))
+        assert not torch.allclose(p7, fpn.p7(p6))

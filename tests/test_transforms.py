@@ -106,6 +106,17 @@ def test_resize_hand_values_and_pixels():
     assert_box_on_pixels(out, target["boxes"])
 
 
+def test_the_one_resize_averages_when_it_shrinks():
+    """Antialiased bilinear: halving a row gives each output pixel the triangle-weighted mean of
+    four input pixels, weights (1/8, 3/8, 3/8, 1/8); one bright pixel (x = 3 of 8) therefore
+    reaches two outputs, 3/8 and 1/8 (plain bilinear would read only pixels 2 and 3: 1/2, then 0)."""
+    from facedet.data.transforms import resize_image
+
+    row = torch.zeros(1, 1, 8)
+    row[..., 3] = 1.0
+    assert resize_image(row, (1, 4)).flatten().tolist() == [0.0, 0.375, 0.125, 0.0]
+
+
 def test_resize_int_is_square_and_keeps_range():
     out, _ = Resize(33)(torch.rand(3, 100, 70), make_target([]))
     assert out.shape == (3, 33, 33)

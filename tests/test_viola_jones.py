@@ -344,3 +344,12 @@ def test_the_cascade_is_not_trained_by_the_gradient_trainer():
     assert list(detector.model.parameters()) == [] and detector.input_policy == "whole"
     with pytest.raises(Exception, match="boosting"):
         detector.criterion(None, None)
+
+
+def test_the_scan_step_grows_with_the_window():
+    """Windows every pixels(1.5 x scale) px (Viola & Jones' Delta = 1.5 at 24 px): a step of 2 px
+    for 24-px windows, 3 for 48 and 6 for 96; rounded as the window side is (halves up)."""
+    cascade = one_stump_cascade(threshold=0.0)
+    assert [cascade.grid(400, 400, scale)[:2] for scale in (1.0, 2.0, 4.0)] == [(24, 2), (48, 3), (96, 6)]
+    windows = cascade.windows(400, 400, 4.0)
+    assert windows[1].tolist() == [6, 0, 102, 96]  # the second window of the first row
