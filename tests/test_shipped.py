@@ -2,15 +2,21 @@
 and the default detector finds the faces of the shipped public-domain photos."""
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import facedet
+from facedet import infer
 from facedet.boxes import box_iou
 from facedet.checkpoint import SHIPPED_WEIGHTS, resolve_checkpoint
-from facedet.errors import CheckpointError
+from facedet.cli import run_cli
+from facedet.errors import CheckpointError, DataError
+from facedet.tools.model_card import card_table
 from facedet.photos import PHOTOS, photo_path
 
 
@@ -56,8 +62,6 @@ def test_a_missing_file_path_is_not_taken_for_a_name(tmp_path):
 
 
 def test_the_model_card_quotes_the_table_the_checkpoints_give():
-    from facedet.tools.model_card import card_table
-
     card = (SHIPPED_WEIGHTS / "MODEL_CARD.md").read_text()
     start, end = card.index("<!-- model-card-table -->"), card.index("<!-- /model-card-table -->")
     assert card[start:end].split("\n", 1)[1].strip() == card_table().strip(), \
@@ -65,9 +69,6 @@ def test_the_model_card_quotes_the_table_the_checkpoints_give():
 
 
 def test_a_uint8_tensor_gives_the_same_faces_as_the_array_it_came_from():
-    import numpy as np
-    from PIL import Image
-
     det = facedet.load(device="cpu")
     array = np.asarray(Image.open(photo_path("astronaut")).convert("RGB"))
     from_array = det(array)
@@ -78,18 +79,11 @@ def test_a_uint8_tensor_gives_the_same_faces_as_the_array_it_came_from():
 
 
 def test_a_float_tensor_of_0_255_values_is_refused_with_the_fix():
-    from facedet.errors import DataError
-
     with pytest.raises(DataError, match="divide 0-255 values by 255"):
         facedet.load(device="cpu")(torch.full((3, 64, 64), 200.0))
 
 
 def test_infer_names_each_class_says_how_it_sizes_photos_and_refuses_an_empty_folder(tmp_path, capsys):
-    import json
-
-    from facedet import infer
-    from facedet.cli import run_cli
-
     out = tmp_path / "faces.json"
     assert run_cli(infer.main, [str(photo_path("astronaut")), "--no-save", "--json", str(out), "--size", "native",
                                 "--device", "cpu"]) == 0
