@@ -116,6 +116,7 @@ class FaceSSDConfig(ModelConfig):
     image_size: int = 320  # the square training crop; inference runs on photos of any size
     width: int = 32  # channels at stride 4; the four prediction maps have 2w, 4w, 8w, 8w
     fpn: bool = True  # top-down path from the stride-32 map into the stride-16 and stride-8 maps
+    large_priors: bool = False  # + 384 and 512 px priors at stride 64: close-ups, faces up to the whole input
     match_iou: float = 0.35  # a prior is positive when its IoU with a face is at least this
     neg_pos_ratio: float = 3.0  # hard negative mining: negatives kept per positive
     loss: str = "ce"  # "ce" (softmax with background) or "focal"
@@ -229,6 +230,9 @@ class DataConfig:
     val_fraction: float = 0.1
     classes: str = ""  # "" = the data's own names; "face" = every class is a face; or "RBC,WBC,Platelets"
     augment: str = "flip"  # none | flip | ssd (SPEC section 5) | face (square crops for small faces)
+    # "face" crops: 0 keeps a face whose centre is in the crop, clipped to it (RetinaFace's rule);
+    # v > 0 keeps a face with at least v of its area in the crop, whole, and makes the rest background
+    face_min_visible: float = 0.0
     skip_bad_images: bool = False  # skip unreadable images (counted) instead of stopping
     num_workers: int = 2
     persistent_workers: bool = True  # training loader keeps its workers between epochs (resume stays exact)
@@ -373,6 +377,9 @@ def validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if value <= 0:
             raise ConfigError(f"'{key}' is {value!r}; expected a positive number")
+    if not 0 <= cfg.data.face_min_visible <= 1:
+        raise ConfigError(f"'data.face_min_visible' is {cfg.data.face_min_visible!r}; expected a share between 0 "
+                          "(the face's centre in the crop) and 1 (the whole face)")
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"'data.val_fraction' is {cfg.data.val_fraction!r}; expected a fraction between 0 and 1 "
                           "(exclusive), e.g. 0.1 to hold out 10% of the images for validation")

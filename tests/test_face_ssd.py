@@ -71,6 +71,28 @@ def test_every_face_size_has_a_prior_at_the_matching_iou():
         assert box_iou(faces, priors_xyxy).max() >= iou, side
 
 
+def test_large_priors_cover_faces_up_to_the_whole_640_px_input():
+    """Without them a 500 px face (a close-up on a 640 px photo) has no prior at the matching IoU,
+    so the 256 px priors box its parts; with 384 and 512 px priors every face to 640 px has one."""
+    assert priors_per_cell(large=True) == (3, 2, 2, 5)
+    small, large = make_face_priors(640), make_face_priors(640, large=True)
+    assert len(large) - len(small) == 10 * 10 * 2  # two more priors in each stride-64 cell
+    # the stride-64 cells end the list: the first one's five squares
+    first = large[len(large) - 100 * 5:][:5]
+    assert torch.allclose(first[:, 2] * 640, torch.tensor([128.0, 192.0, 256.0, 384.0, 512.0]))
+    for side, has_prior in [(500, True), (640, True), (450, True)]:
+        face = torch.tensor([[320 - side / 2, 320 - side / 2, 320 + side / 2, 320 + side / 2]]) / 640
+        best_small = box_iou(face, box_convert(small, "cxcywh", "xyxy")).max()
+        best_large = box_iou(face, box_convert(large, "cxcywh", "xyxy")).max()
+        assert best_large >= 0.35 and best_small < 0.35, side
+    model = FaceSSD(16, large_priors=True)
+    locs, scores = model(torch.zeros(1, 3, 128, 192))
+    assert locs.shape[1] == scores.shape[1] == len(make_face_priors(128, 192, large=True))
+    detector = build_face_ssd(model_config("face_ssd", width=16, image_size=128, large_priors=True))
+    assert len(detector.criterion.priors) == len(make_face_priors(128, large=True))
+    assert len(detector.postprocess.prior_fn(256, 320)) == len(make_face_priors(256, 320, large=True))
+
+
 def test_the_largest_priors_keep_their_pixels_on_inputs_smaller_than_them():
     """A 180 x 200 photo is padded to 192 x 256: the 256 px prior of the stride-64 map is wider and
     taller than the input, and stays 256 px (a clamp to [0, 1] of the fractions made it 192 x 256),

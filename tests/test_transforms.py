@@ -396,6 +396,45 @@ def test_square_crop_without_boxes_still_crops_square():
     assert out.shape[-1] == out.shape[-2] <= 50 and len(t["boxes"]) == 0
 
 
+def test_square_crop_keeps_a_mostly_visible_face_whole_and_makes_a_cut_one_background():
+    """min_visible: a face with at least that share of its area inside stays whole (reaching past
+    the crop, in the crop's pixels); a face less visible is dropped, never clipped into a "face"."""
+    from facedet.data.transforms import RandomSquareCrop
+
+    crop = RandomSquareCrop(min_visible=0.5)
+    crops = torch.tensor([[0.0, 0.0, 100.0, 100.0]])
+    # a 120 px face, 100 x 100 of it inside (0.69); the same face 100 x 40 inside (0.28)
+    boxes = torch.tensor([[-10.0, -10.0, 110.0, 110.0], [-10.0, 60.0, 110.0, 180.0]])
+    assert crop.kept(crops, boxes).tolist() == [[True, False]]
+    g = torch.Generator().manual_seed(0)
+    image = torch.zeros(3, 300, 300)
+    big = make_target([[40, 40, 260, 260]])  # a 220 px face on a 300 px photo
+    seen_larger_than_crop = 0
+    for _ in range(40):
+        out, t = RandomSquareCrop(0.3, 1.0, min_visible=0.5, generator=g)(image, big)
+        side = out.shape[-1]
+        if len(t["boxes"]) == 1:
+            box = t["boxes"][0]
+            assert torch.allclose(box[2:] - box[:2], torch.tensor([220.0, 220.0]))  # whole, never clipped
+            seen_larger_than_crop += bool(side < 220)
+    assert seen_larger_than_crop > 0  # the face overflowed the crop and was still a face
+    out, t = RandomSquareCrop(0.3, 1.0, generator=torch.Generator().manual_seed(0))(image, big)
+    assert (t["boxes"] >= 0).all() and (t["boxes"] <= out.shape[-1]).all()  # the default rule clips
+
+
+def test_whole_faces_stay_whole_through_the_face_recipe():
+    from facedet.data.transforms import ToFractional, train_transforms
+
+    image, target = torch.zeros(3, 10, 20), make_target([[-5, 0, 10, 10]])
+    assert ToFractional()(image, target)[1]["boxes"][0, 0] == 0  # clipped by default
+    assert ToFractional(clip=False)(image, target)[1]["boxes"][0, 0] == -0.25
+    whole = train_transforms(64, (0, 0, 0), (1, 1, 1), "face", face_min_visible=0.5)
+    assert "min_visible=0.5" in repr(whole) and "ToFractional(clip=False)" in repr(whole)
+    assert "ToFractional()" in repr(train_transforms(64, (0, 0, 0), (1, 1, 1), "face"))
+    with pytest.raises(ConfigError, match="min_visible"):
+        train_transforms(64, (0, 0, 0), (1, 1, 1), "face", face_min_visible=1.5)
+
+
 def test_drop_small_boxes_by_their_shorter_side():
     from facedet.data.transforms import DropSmallBoxes
 

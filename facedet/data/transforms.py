@@ -282,16 +282,40 @@ class RandomSquareCrop:
     The face detectors' crop (RetinaFace, S3FD): resized to the network's square input, a
     crop of 0.3 of the short side enlarges faces 3x, a crop of the whole short side keeps
     them small, so every face size meets every prior size; being square, nothing is
-    stretched. Boxes whose centres fall inside the crop are kept, clipped to it. Up to
-    `max_trials` positions are drawn until one keeps a box; after that the image is kept
-    whole. An image without boxes takes the first crop.
+    stretched. Up to `max_trials` positions are drawn until one keeps a box; after that the
+    image is kept whole. An image without boxes takes the first crop.
+
+    Which boxes a crop keeps:
+      min_visible None: those whose centres fall inside the crop, clipped to it (RetinaFace's
+                        rule). A face larger than the crop then becomes a "face" filling the
+                        crop: the network learns that an eye and a nose are a face, and boxes
+                        the parts of one large face at test time.
+      min_visible v:    those with at least v of their area inside the crop, kept WHOLE (not
+                        clipped: the box may reach past the crop's edges, and the network learns
+                        the whole face from the part it sees, as it must for a face larger than
+                        its view or cut by a tile). A face less visible than that is dropped, so
+                        its visible part is background: parts of faces become negatives.
     """
 
     def __init__(self, min_scale: float = 0.3, max_scale: float = 1.0, max_trials: int = 50,
-                 generator: torch.Generator | None = None):
+                 min_visible: float | None = None, generator: torch.Generator | None = None):
+        if min_visible is not None and not 0 < min_visible <= 1:
+            raise ConfigError(f"RandomSquareCrop: min_visible={min_visible} must be in (0, 1]")
         self.min_scale, self.max_scale = min_scale, max_scale
         self.max_trials = max_trials
+        self.min_visible = min_visible
         self.generator = generator
+
+    def kept(self, crops: Tensor, boxes: Tensor) -> Tensor:
+        """(T, N) bool: which of the boxes (N, 4) each crop (T, 4) keeps; "xyxy" pixels."""
+        if self.min_visible is None:
+            centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # (N, 2)
+            return ((centres[None, :, 0] > crops[:, None, 0]) & (centres[None, :, 1] > crops[:, None, 1])
+                    & (centres[None, :, 0] < crops[:, None, 2]) & (centres[None, :, 1] < crops[:, None, 3]))
+        inside_wh = (torch.minimum(crops[:, None, 2:], boxes[None, :, 2:])
+                     - torch.maximum(crops[:, None, :2], boxes[None, :, :2])).clamp(min=0)  # (T, N, 2)
+        area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-6)  # (N,)
+        return inside_wh.prod(dim=-1) >= self.min_visible * area
 
     def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
         h, w = image.shape[-2:]
@@ -303,10 +327,8 @@ class RandomSquareCrop:
         top = (torch.rand(self.max_trials, generator=g) * (h - side + 1)).long()
         crops = torch.stack([left, top, left + side, top + side], dim=1).float()  # (T, 4)
         if len(boxes):
-            centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # (N, 2)
-            inside = ((centres[None, :, 0] > crops[:, None, 0]) & (centres[None, :, 1] > crops[:, None, 1])
-                      & (centres[None, :, 0] < crops[:, None, 2]) & (centres[None, :, 1] < crops[:, None, 3]))
-            ok = inside.any(dim=1)  # (T,)
+            kept = self.kept(crops, boxes)  # (T, N)
+            ok = kept.any(dim=1)  # (T,)
             if not ok.any():
                 return image, target
             trial = int(ok.nonzero()[0])
@@ -316,12 +338,15 @@ class RandomSquareCrop:
         image = image[:, y1:y2, x1:x2]
         if not len(boxes):
             return image, target
-        target = _keep(target, inside[trial])
-        shift = torch.tensor([x1, y1, x1, y1], dtype=torch.float32)
-        return image, {**target, "boxes": clip_boxes(target["boxes"] - shift, x2 - x1, y2 - y1)}
+        target = _keep(target, kept[trial])
+        moved = target["boxes"] - torch.tensor([x1, y1, x1, y1], dtype=torch.float32)
+        if self.min_visible is None:
+            moved = clip_boxes(moved, x2 - x1, y2 - y1)
+        return image, {**target, "boxes": moved}
 
     def __repr__(self) -> str:
-        return f"RandomSquareCrop(scale=({self.min_scale}, {self.max_scale}), max_trials={self.max_trials})"
+        visible = "" if self.min_visible is None else f", min_visible={self.min_visible}"
+        return f"RandomSquareCrop(scale=({self.min_scale}, {self.max_scale}), max_trials={self.max_trials}{visible})"
 
 
 class DropSmallBoxes:
@@ -473,14 +498,19 @@ class PhotometricDistort:
 
 
 class ToFractional:
-    """Boxes from pixels to fractions of the current image: divide by (w, h, w, h), clip to [0, 1]."""
+    """Boxes from pixels to fractions of the current image: divide by (w, h, w, h), clip to [0, 1]
+    (`clip=False` keeps whole the faces that RandomSquareCrop's min_visible kept whole)."""
+
+    def __init__(self, clip: bool = True):
+        self.clip = clip
 
     def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
         h, w = image.shape[-2:]
-        return image, {**target, "boxes": to_fractional(target["boxes"], w, h).clamp(0, 1)}
+        boxes = to_fractional(target["boxes"], w, h)
+        return image, {**target, "boxes": boxes.clamp(0, 1) if self.clip else boxes}
 
     def __repr__(self) -> str:
-        return "ToFractional()"
+        return "ToFractional()" if self.clip else "ToFractional(clip=False)"
 
 
 class Normalize:
@@ -513,13 +543,16 @@ def train_transforms(
     std: Sequence[float],
     augment: str = "ssd",
     generator: torch.Generator | None = None,
+    face_min_visible: float = 0.0,
 ) -> Compose:
     """The training pipeline: pixel-space augmentation, resize to `size`, fractional boxes, normalise.
 
     augment: "none" (resize only), "flip" (+ horizontal flip), "ssd" (SPEC §5:
     photometric → zoom-out filled with `mean` → min-IoU crop → flip), or "face" (the face
     detectors' recipe: photometric → grayscale 1 in 10 → zoom-out → square crop of 0.3-1 of
-    the short side → flip → resize → drop faces under 5 px). "face" needs a square `size`.
+    the short side → flip → resize → drop faces under 5 px). "face" needs a square `size`;
+    `face_min_visible` > 0 makes its crop keep faces whole when at least that share of them is
+    inside (see RandomSquareCrop), 0 keeps the faces whose centre is inside, clipped.
     """
     if augment not in AUGMENTATIONS:
         raise ConfigError(f"augment={augment!r} is not known; expected one of {', '.join(AUGMENTATIONS)}")
@@ -536,14 +569,15 @@ def train_transforms(
             RandomGrayscale(0.1, generator=generator),
             # up to 6x: a web photo's 60 px face, zoomed out then cropped, becomes 10-20 px
             RandomZoomOut(p=0.6, max_scale=6.0, fill=mean, generator=generator),
-            RandomSquareCrop(0.3, 1.0, generator=generator),
+            RandomSquareCrop(0.3, 1.0, min_visible=face_min_visible or None, generator=generator),
         ]
     if augment in ("flip", "ssd", "face"):
         steps.append(RandomHorizontalFlip(0.5, generator=generator))
     steps.append(Resize(size))
     if augment == "face":
         steps.append(DropSmallBoxes(MIN_FACE_SIDE))
-    steps += [ToFractional(), Normalize(mean, std)]
+    whole_faces = augment == "face" and face_min_visible > 0
+    steps += [ToFractional(clip=not whole_faces), Normalize(mean, std)]
     return Compose(steps)
 
 

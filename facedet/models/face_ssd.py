@@ -28,6 +28,7 @@ As in SSD, score column 0 is background and column 1 is face; boxes are fraction
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +64,14 @@ FACE_PRIOR_MAPS: tuple[tuple[int, tuple[int, ...]], ...] = (
     (32, (64, 96)),
     (64, (128, 192, 256)),
 )
+# Close-up portraits: a face filling 80 % of a 640 px photo is 512 px, twice the largest prior
+# above, and no prior covers it (IoU with the 256 px square: (256 / 512)^2 = 0.25 < 0.35), so
+# the smaller priors fire on its parts instead, one box each. `large_priors` adds these sides to
+# the stride-64 map: with them every face from 6 px to the whole 640 px input (and up to 850 px
+# under --size native) has a prior at IoU >= 0.35. They learn from the training crops' largest
+# faces, which the "face" augmentation keeps whole even when they overflow the crop
+# (facedet.data.transforms.RandomSquareCrop, min_visible).
+LARGE_PRIOR_SIDES: tuple[int, ...] = (384, 512)
 # Aspect ratios h / w of the priors of each size. Squares only: face boxes are at most a little
 # taller than wide (faces-mask: median h/w about 1.2; faces-caltech's brow-to-chin boxes are
 # close to square), and a square and a 1.25-tall box of the same area and centre overlap by
@@ -81,19 +90,27 @@ INPUT_MULTIPLE = 64
 DEFAULT_MAX_SIZE = 640
 
 
-def priors_per_cell() -> tuple[int, ...]:
-    """Priors of one cell of each map: sizes x aspects. (6, 4, 4, 6) with the defaults."""
-    return tuple(len(sides) * len(FACE_ASPECTS) for _, sides in FACE_PRIOR_MAPS)
+def prior_maps(large: bool = False) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    """FACE_PRIOR_MAPS, with LARGE_PRIOR_SIDES added to the coarsest map when `large`."""
+    if not large:
+        return FACE_PRIOR_MAPS
+    *finer, (stride, sides) = FACE_PRIOR_MAPS
+    return (*finer, (stride, sides + LARGE_PRIOR_SIDES))
 
 
-def make_face_priors(height: int, width: int | None = None) -> Tensor:
+def priors_per_cell(large: bool = False) -> tuple[int, ...]:
+    """Priors of one cell of each map: sizes x aspects. (3, 2, 2, 3), or (3, 2, 2, 5) when `large`."""
+    return tuple(len(sides) * len(FACE_ASPECTS) for _, sides in prior_maps(large))
+
+
+def make_face_priors(height: int, width: int | None = None, large: bool = False) -> Tensor:
     """The face priors of a `height` x `width` input (multiples of 64), (P, 4) "cxcywh"
     fractional of that input, NOT clamped.
 
     Order = order of the concatenated predictions: map by map (stride 8 first), cells row by
     row, and in each cell side by side (smallest first), each side in every aspect of FACE_ASPECTS.
     A prior of side s px and aspect a = h / w has w = s / sqrt(a), h = s * sqrt(a) (area s^2).
-    P = 40*40*6 + 20*20*4 + 10*10*4 + 5*5*6 = 11,750 for 320 x 320.
+    P = 40*40*3 + 20*20*2 + 10*10*2 + 5*5*3 = 5,875 for 320 x 320 (+ 5*5*2 = 50 when `large`).
 
     Toy check (64 x 64: one 1 x 1 map of stride 64 has cx = cy = 0.5, and its square of
     side 128 px is 2.0 wide).
@@ -110,7 +127,7 @@ def make_face_priors(height: int, width: int | None = None) -> Tensor:
         raise ConfigError(f"FaceSSD: the input must be a positive multiple of {INPUT_MULTIPLE} px on each side, "
                           f"got {height} x {width}")
     all_priors = []
-    for stride, sides in FACE_PRIOR_MAPS:
+    for stride, sides in prior_maps(large):
         rows, cols = height // stride, width // stride
         shapes = [(s / math.sqrt(a) / width, s * math.sqrt(a) / height)
                   for s in sides for a in FACE_ASPECTS]  # (w, h) fractional, in cell order
@@ -144,7 +161,7 @@ class FaceSSD(nn.Module):
     Each map feeds one 3x3 conv for 4 offsets per prior and one for C + 1 scores per prior.
     """
 
-    def __init__(self, width: int = 32, num_classes: int = 1, fpn: bool = True) -> None:
+    def __init__(self, width: int = 32, num_classes: int = 1, fpn: bool = True, large_priors: bool = False) -> None:
         super().__init__()
         w = width
         self.num_scores = num_classes + 1  # + background
@@ -152,9 +169,9 @@ class FaceSSD(nn.Module):
         self.extra = nn.Sequential(conv_bn(8 * w, 2 * w, kernel=1), conv_dw(2 * w, 8 * w, stride=2))
         self.top_down = TopDown(self.backbone.channels[1:]) if fpn else None
         channels = (2 * w, 4 * w, 8 * w, 8 * w)  # of the four maps
-        self.loc = nn.ModuleList(nn.Conv2d(c, k * 4, 3, padding=1) for c, k in zip(channels, priors_per_cell()))
+        self.loc = nn.ModuleList(nn.Conv2d(c, k * 4, 3, padding=1) for c, k in zip(channels, priors_per_cell(large_priors)))
         self.cls = nn.ModuleList(
-            nn.Conv2d(c, k * self.num_scores, 3, padding=1) for c, k in zip(channels, priors_per_cell())
+            nn.Conv2d(c, k * self.num_scores, 3, padding=1) for c, k in zip(channels, priors_per_cell(large_priors))
         )
         for conv in [*self.loc, *self.cls]:
             nn.init.xavier_uniform_(conv.weight)
@@ -185,17 +202,18 @@ def build_face_ssd(cfg: FaceSSDConfig) -> Detector:
     """FaceSSD + ssd.MultiBoxLoss + ssd.SSDPostprocess, both on `make_face_priors`.
 
     Reads cfg.width, cfg.image_size (the square training input), cfg.num_classes, cfg.fpn,
-    cfg.match_iou, cfg.neg_pos_ratio, cfg.loss ("ce" | "focal"), cfg.focal_alpha, cfg.focal_gamma.
+    cfg.large_priors, cfg.match_iou, cfg.neg_pos_ratio, cfg.loss ("ce" | "focal"), cfg.focal_alpha, cfg.focal_gamma.
     """
     loss = cfg.loss
-    model = FaceSSD(cfg.width, cfg.num_classes, fpn=cfg.fpn)
+    model = FaceSSD(cfg.width, cfg.num_classes, fpn=cfg.fpn, large_priors=cfg.large_priors)
     if loss == "focal":  # RetinaNet's init: every face sigmoid starts near 0.01
         for conv in model.cls:
             nn.init.constant_(conv.bias, -math.log((1 - 0.01) / 0.01))
-    priors = make_face_priors(cfg.image_size)
+    prior_fn = partial(make_face_priors, large=cfg.large_priors)
+    priors = prior_fn(cfg.image_size)
     criterion = MultiBoxLoss(priors, threshold=cfg.match_iou, neg_pos_ratio=cfg.neg_pos_ratio, loss=loss,
                              focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
-    postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax", prior_fn=make_face_priors)
+    postprocess = SSDPostprocess(priors, score="sigmoid" if loss == "focal" else "softmax", prior_fn=prior_fn)
     return Detector(model, criterion, postprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=cfg.image_size,
                     input_policy="scalable", max_size=DEFAULT_MAX_SIZE, size_multiple=INPUT_MULTIPLE,
                     min_score=MIN_SCORE, nms_iou=NMS_IOU, top_k=TOP_K)
