@@ -147,7 +147,7 @@ MUTANTS = [
      ["tests/test_retinanet.py::test_an_anchor_at_exactly_the_foreground_iou_is_positive",
       "tests/test_retinanet.py::test_matching_thresholds_and_the_ignore_band",
       "tests/test_retinanet.py::test_matching_agrees_with_a_loop_oracle"]),
-    ("RetinaNet anchors centred on cell corners", "facedet/models/retinanet.py",
+    ("RetinaNet anchors centred on cell corners", "facedet/boxes.py",
      "cy, cx = torch.meshgrid((torch.arange(rows, dtype=torch.float32) + 0.5) * stride,",
      "cy, cx = torch.meshgrid((torch.arange(rows, dtype=torch.float32) + 0.0) * stride,",
      ["tests/test_retinanet.py::test_grid_anchors_centres_and_order_by_hand"]),

@@ -8,12 +8,12 @@
 #   FACEDET_DATA=/path/to/data bash benchmarks/train_same_backbone.sh [rung ...]
 #   FACEDET_DATA=/path/to/data JOBS=2 bash benchmarks/train_same_backbone.sh      # two rungs at a time
 #
-# Rungs: classifier grid7 grid14 yolo ssd retinanet centernet (default: all). Each writes
+# Rungs: classifier grid7 grid14 yolo ssd retinanet centernet faster_rcnn (default: all). Each writes
 # runs/same_<rung>/ (best.pt, metrics.csv = its validation curve, training_chart.png) and its wall
 # time to runs/same_backbone_times.txt. Wall times measured on a 2-core CPU (2026-12-02), two rungs at
 # a time with one torch thread each (validation after every epoch included): centernet 43 min,
 # retinanet 43, ssd 32, grid7 21, yolo 18, grid14 16, classifier 3 - about 1 h 40 min for the whole
-# ladder with JOBS=2; the two benchmarks afterwards about 15 min.
+# ladder with JOBS=2 (faster_rcnn not yet timed); the two benchmarks afterwards about 15 min.
 set -euo pipefail
 : "${FACEDET_DATA:?set FACEDET_DATA to the folder holding faces-caltech and faces-mask}"
 export FACEDET_DATA
@@ -38,7 +38,7 @@ train_rung() {
 }
 export -f train_rung
 
-ALL=(centernet retinanet ssd grid14 grid7 yolo classifier)  # longest first
+ALL=(faster_rcnn centernet retinanet ssd grid14 grid7 yolo classifier)  # longest first
 rungs=("$@")
 [ ${#rungs[@]} -gt 0 ] || rungs=("${ALL[@]}")
 for rung in "${rungs[@]}"; do

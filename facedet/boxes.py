@@ -12,7 +12,8 @@ This module is facedet's only home of box geometry. The overlap family shares on
     elementwise_box_ioa  intersection over the first box's area (COCO's crowd regions)
     generalized_box_iou  GIoU of matched pairs (..., 4), (..., 4) -> (...), for box losses
 and greedy NMS has one engine, `greedy_nms_mask`, under `nms`, `batched_nms` and the rungs'
-post-processing helpers. `gaussian_radius` is the IoU geometry behind CenterNet's heatmap targets.
+post-processing helpers. `anchor_wh` and `grid_anchors` lay out the anchors of RetinaNet
+and Faster R-CNN's RPN. `gaussian_radius` is the IoU geometry behind CenterNet's heatmap targets.
 Shared by several rungs, so written here once:
     multiclass_nms       per-class score filter + NMS + top_k of a batch (the SSD family)
     suppress_nested, merge_windows   NMS for windows of very different sizes (sliding window, Viola-Jones)
@@ -160,6 +161,34 @@ def decode(offsets: Tensor, priors_cxcywh: Tensor, variances: tuple[float, float
     center = offsets[..., :2] * priors_cxcywh[..., 2:] * v_center + priors_cxcywh[..., :2]
     size = torch.exp(offsets[..., 2:] * v_size) * priors_cxcywh[..., 2:]
     return torch.cat((center, size), dim=-1)
+
+
+# ----------------------------------------------------------------------------- anchors
+# The anchor layouts of RetinaNet (rung 6) and Faster R-CNN's RPN are built from these two.
+
+
+def anchor_wh(sides: Sequence[float] | Tensor, ratios: Sequence[float]) -> Tensor:
+    """Anchor shapes (S * R, 2) (w, h): every side s in every ratio r = h / w, keeping the area s^2.
+
+    w = s / sqrt(r), h = s * sqrt(r); order: side by side, each in every ratio. Toy check:
+    anchor_wh([32], [1, 4]) -> [[32, 32], [16, 64]].
+    """
+    s = torch.as_tensor(sides, dtype=torch.float64).reshape(-1, 1)  # (S, 1)
+    r = torch.tensor(list(ratios), dtype=torch.float64)
+    return torch.stack(((s / r.sqrt()).reshape(-1), (s * r.sqrt()).reshape(-1)), dim=-1).float()
+
+
+def grid_anchors(rows: int, cols: int, stride: float, shapes: Tensor) -> Tensor:
+    """Anchors of one feature map: shapes (A, 2) (w, h) px at every cell centre -> (rows * cols * A, 4) "cxcywh" px.
+
+    Cell (i, j) is centred at ((j + 0.5) * stride, (i + 0.5) * stride); cells row by row, each
+    cell's A shapes side by side: the order of a conv head's flattened (H, W, A) outputs.
+    """
+    cy, cx = torch.meshgrid((torch.arange(rows, dtype=torch.float32) + 0.5) * stride,
+                            (torch.arange(cols, dtype=torch.float32) + 0.5) * stride, indexing="ij")
+    centres = torch.stack((cx, cy), dim=-1).reshape(-1, 1, 2)  # (rows*cols, 1, 2)
+    a = len(shapes)
+    return torch.cat((centres.expand(-1, a, 2), shapes.expand(rows * cols, a, 2)), dim=-1).reshape(-1, 4)
 
 
 def gaussian_radius(width: Tensor, height: Tensor, min_iou: float = 0.7) -> Tensor:

@@ -174,6 +174,38 @@ class CenterNetConfig(ModelConfig):
 
 
 @dataclass
+class FasterRCNNConfig(ModelConfig):
+    """Rung 8: Faster R-CNN (RPN + RoI head), approximate joint training. The paper's thresholds
+    and sample sizes; a small network (SmallBackbone, 64-channel maps, 128-wide FC layers; the
+    paper: VGG16, 512 channels, 4096-wide FC layers) so that it trains on a CPU."""
+
+    name: str = "faster_rcnn"
+    image_size: int = 320  # the square training crop (a multiple of 32); inference runs at any size
+    width: int = 32  # SmallBackbone: channels at stride 4; strides 8, 16, 32 have 2w, 4w, 8w
+    fpn: bool = False  # false: one stride-16 map (the paper); true: TopDown pyramid, strides 8, 16, 32
+    channels: int = 64  # every map the RPN and the RoI head read is projected (1x1) to this width
+    # anchor sides in pixels; with fpn they are split evenly over the 3 levels, finest first
+    anchor_sizes: list[float] = field(default_factory=lambda: [16.0, 32.0, 64.0, 128.0, 256.0])
+    anchor_ratios: list[float] = field(default_factory=lambda: [1.2])  # h / w; faces: one shape, the paper 0.5, 1, 2
+    rpn_positive_iou: float = 0.7  # an anchor is positive at IoU >= this (and each box's best anchor)
+    rpn_negative_iou: float = 0.3  # negative below this; in between it is ignored
+    rpn_batch: int = 256  # anchors sampled per photo for the RPN loss
+    rpn_positive_fraction: float = 0.5  # at most this share of them positive (1:1)
+    pre_nms_top_n: int = 1000  # proposals: best-scoring anchors kept per map before NMS
+    proposal_nms_iou: float = 0.7  # NMS among the proposals
+    post_nms_top_n: int = 300  # proposals kept per photo after NMS (seed 000's ~300)
+    roi_batch: int = 64  # RoIs sampled per photo for the second stage's loss
+    roi_foreground_fraction: float = 0.25  # at most this share of them foreground
+    roi_foreground_iou: float = 0.5  # a RoI is foreground at IoU >= this
+    roi_background_iou: float = 0.1  # background RoIs have IoU in [this, roi_foreground_iou)
+    roi_op: str = "align"  # align (roi_align, no quantisation) | pool (Fast R-CNN's roi_pool)
+    roi_size: int = 7  # the pooled block is roi_size x roi_size
+    hidden: int = 128  # width of the two FC layers of the RoI head
+    box_weight: float = 1.0  # lambda of both stages: L = L_cls + lambda L_box
+    max_size: int = 640  # inference: photos whose longer side exceeds this are shrunk to it (0 = never)
+
+
+@dataclass
 class ViolaJonesConfig(ModelConfig):
     """Rung 0: Viola-Jones (seed 001), Haar features + AdaBoost + cascade, trained by facedet/boosting.py."""
 
@@ -209,6 +241,7 @@ MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
     "face_ssd": FaceSSDConfig,
     "retinanet": RetinaNetConfig,
     "centernet": CenterNetConfig,
+    "faster_rcnn": FasterRCNNConfig,
     "viola_jones": ViolaJonesConfig,
 }
 
@@ -348,6 +381,7 @@ CHOICES = {
     "model.loss": ("ce", "focal"),
     "model.box_loss": ("smooth_l1", "giou"),
     "eval.voc_rule": ("greedy", "devkit"),
+    "model.roi_op": ("align", "pool"),
 }
 
 

@@ -20,7 +20,8 @@ from facedet.models.face_ssd import FaceSSD
 
 from conftest import n_params
 
-SAME = ["same_classifier", "same_grid7", "same_grid14", "same_yolo", "same_ssd", "same_retinanet", "same_centernet"]
+SAME = ["same_classifier", "same_grid7", "same_grid14", "same_yolo", "same_ssd", "same_retinanet", "same_centernet",
+        "same_faster_rcnn"]
 
 
 def test_small_backbone_maps_and_size():

@@ -170,11 +170,12 @@ RUNG_OF_CONFIG = {
     "ssd300_bccd.yaml": "SSD300", "fastai_ssd.yaml": "FastaiSSD", "face_default.yaml": "FaceSSD",
     "retinanet_face.yaml": "RetinaNet", "retinanet_bccd.yaml": "RetinaNet",
     "centernet_face.yaml": "CenterNet",
+    "faster_rcnn_face.yaml": "FasterRCNN", "faster_rcnn_bccd.yaml": "FasterRCNN",
     "viola_jones.yaml": "ViolaJonesCascade",
     # the same-backbone ladder (facedet/models/backbone.py)
     "same_classifier.yaml": "SmallClassifier", "same_grid7.yaml": "GridSmallModel", "same_grid14.yaml": "GridSmallModel",
     "same_yolo.yaml": "YOLOFaceSmall", "same_ssd.yaml": "FaceSSD", "same_retinanet.yaml": "RetinaNet",
-    "same_centernet.yaml": "CenterNet",
+    "same_centernet.yaml": "CenterNet", "same_faster_rcnn.yaml": "FasterRCNN",
 }
 
 

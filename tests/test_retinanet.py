@@ -26,10 +26,10 @@ from facedet.models.retinanet import (
     anchor_shapes,
     build_retinanet,
     decode_boxes,
-    grid_anchors,
     level_shape,
     match_anchors,
 )
+from facedet.boxes import grid_anchors
 from facedet.models.losses import sigmoid_focal_loss
 
 from conftest import n_params, scene_batch

@@ -38,6 +38,7 @@ RUNGS = {
     "face_ssd": {"width": 8},
     "retinanet": {"width": 8, "fpn_channels": 16, "head_depth": 1},
     "centernet": {"width": 8},
+    "faster_rcnn": {"width": 8, "channels": 16, "hidden": 32},
 }
 # low enough that an untrained network's boxes pass (RetinaNet's and CenterNet's start near 0.01 and 0.1)
 LOW_OPERATING_POINT = {"min_score": 0.001, "rule": "for this test: every box reaches NMS"}

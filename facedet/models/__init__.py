@@ -15,6 +15,7 @@ from facedet.models.classifier import build_classifier
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.models.detector import Detector
 from facedet.models.face_ssd import build_face_ssd
+from facedet.models.faster_rcnn import build_faster_rcnn
 from facedet.models.fastai_ssd import build_fastai_ssd
 from facedet.models.grid import build_grid_cnn, build_grid_simple
 from facedet.models.retinanet import build_retinanet
@@ -34,6 +35,7 @@ MODELS: dict[str, Callable[..., Detector]] = {
     "face_ssd": build_face_ssd,  # rung 5 made small: the shipped default face detector
     "retinanet": build_retinanet,  # rung 6: feature pyramid + focal loss
     "centernet": build_centernet,  # rung 7: objects as points, no anchors, no NMS
+    "faster_rcnn": build_faster_rcnn,  # two stages: an RPN proposes ~300 regions, a RoI head classifies them
 }
 
 

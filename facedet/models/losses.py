@@ -3,6 +3,8 @@
     binary_cross_entropy   BCE of probabilities, written out: the grid (rung 3) and YOLO-face (rung 4)
     sigmoid_focal_loss     Lin et al.'s focal loss on logits: RetinaNet (rung 6), and SSD and the
                            fast.ai head with `loss: focal` (rung 5)
+    fast_rcnn_loss         the two-stage detectors' multi-task loss on sampled regions: the second
+                           stage of Fast and Faster R-CNN, and Faster R-CNN's RPN (one class)
 
 Element-wise, unreduced: each criterion sums or averages as its paper does.
 """
@@ -44,3 +46,27 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float | None = 0.
         return loss
     alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
     return alpha_t * loss
+
+
+def fast_rcnn_loss(class_logits: Tensor, box_deltas: Tensor, labels: Tensor, target_deltas: Tensor,
+                   beta: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Fast R-CNN's multi-task loss L = L_cls + lambda [u >= 1] L_loc (Girshick 2015, eq. 1), both terms returned.
+
+    class_logits (S, C + 1) of S sampled regions (column 0 = background), box_deltas (S, C, 4)
+    one correction per object class, labels (S,) int64 (0 = background, class + 1 otherwise),
+    target_deltas (S, 4) of each region towards its object (ignored for background).
+      L_cls: softmax cross-entropy, averaged over the S regions;
+      L_loc: Smooth L1 (kink at `beta`) between the deltas of the region's TRUE class and the
+             targets, summed over the foreground and divided by S (Detectron's normalisation:
+             a sample with few faces does not blow their box loss up).
+    With no region (S = 0) both terms are 0 and still carry a gradient (the graph stays connected).
+    A binary RPN uses it with C = 1: logits (S, 2) as [background, object].
+    """
+    if len(labels) == 0:
+        zero = class_logits.sum() * 0.0 + box_deltas.sum() * 0.0
+        return zero, zero
+    cls = F.cross_entropy(class_logits, labels)
+    foreground = torch.nonzero(labels > 0).flatten()
+    chosen = box_deltas[foreground, labels[foreground] - 1]  # (S_fg, 4) the true class's deltas
+    box = F.smooth_l1_loss(chosen, target_deltas[foreground], beta=beta, reduction="sum") / len(labels)
+    return cls, box

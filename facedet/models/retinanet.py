@@ -13,7 +13,7 @@ SSD (rung 5) has two limits the course notes name, and RetinaNet answers both:
     EVERY anchor and down-weights the easy ones by (1 - p_t)^gamma: the focal loss.
 
 Read top to bottom:
-  1. anchors       - `anchor_shapes`, `level_shape`, `grid_anchors`, `Anchors` (pure functions)
+  1. anchors       - `anchor_shapes`, `level_shape`, `Anchors` (with facedet.boxes.grid_anchors)
   2. matching      - `match_anchors`: IoU >= 0.5 positive, < 0.4 negative, in between ignored
   3. model         - `SmallBackbone` (backbone.py) / `ResNetBackbone` -> `FPN` -> two `Subnet`s -> `RetinaNet`
   4. criterion     - `RetinaNetLoss`: sigmoid focal loss + Smooth L1 (or GIoU), / N_pos
@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.boxes import box_convert, box_iou, decode, encode, generalized_box_iou, greedy_nms_mask, pad_targets
+from facedet.boxes import (anchor_wh, box_convert, box_iou, decode, encode, generalized_box_iou, greedy_nms_mask,
+                           grid_anchors, pad_targets)
 from facedet.config import RetinaNetConfig
 from facedet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from facedet.errors import ConfigError
@@ -62,16 +63,12 @@ def anchor_shapes(size: float, scales_per_octave: int = 3, ratios: Sequence[floa
 
     Scales 2^(i / scales_per_octave), i = 0 .. n-1 (the paper's 2^0, 2^(1/3), 2^(2/3)) split
     one octave, so the next level's base size (2x) continues the series. An anchor of side
-    s = size * scale and ratio r = h / w keeps the area s^2: w = s / sqrt(r), h = s * sqrt(r).
+    s = size * scale and ratio r = h / w keeps the area s^2 (facedet.boxes.anchor_wh).
     Order: scale by scale, each in every ratio. Toy check: anchor_shapes(32, 1, [1, 4]) ->
     [[32, 32], [16, 64]].
     """
     scales = torch.tensor([2.0 ** (i / scales_per_octave) for i in range(scales_per_octave)], dtype=torch.float64)
-    r = torch.tensor(list(ratios), dtype=torch.float64)
-    sides = (size * scales)[:, None]  # (S, 1)
-    w = (sides / r.sqrt()).reshape(-1)  # (S * R,)
-    h = (sides * r.sqrt()).reshape(-1)
-    return torch.stack((w, h), dim=-1).float()
+    return anchor_wh(size * scales, ratios)
 
 
 def level_shape(height: int, width: int, level: int) -> tuple[int, int]:
@@ -84,19 +81,6 @@ def level_shape(height: int, width: int, level: int) -> tuple[int, int]:
     for _ in range(level):
         height, width = -(-height // 2), -(-width // 2)
     return height, width
-
-
-def grid_anchors(rows: int, cols: int, stride: float, shapes: Tensor) -> Tensor:
-    """Anchors of one level: shapes (A, 2) (w, h) px at every cell centre -> (rows * cols * A, 4) "cxcywh" px.
-
-    Cell (i, j) is centred at ((j + 0.5) * stride, (i + 0.5) * stride); cells row by row, each
-    cell's A shapes side by side: the order of the subnets' flattened outputs.
-    """
-    cy, cx = torch.meshgrid((torch.arange(rows, dtype=torch.float32) + 0.5) * stride,
-                            (torch.arange(cols, dtype=torch.float32) + 0.5) * stride, indexing="ij")
-    centres = torch.stack((cx, cy), dim=-1).reshape(-1, 1, 2)  # (rows*cols, 1, 2)
-    a = len(shapes)
-    return torch.cat((centres.expand(-1, a, 2), shapes.expand(rows * cols, a, 2)), dim=-1).reshape(-1, 4)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ SAME_BACKBONE = (
     ("5 SSD (FaceSSD)", "same_ssd"),
     ("6 RetinaNet", "same_retinanet"),
     ("7 CenterNet", "same_centernet"),
+    ("8 Faster R-CNN (two stages)", "same_faster_rcnn"),
 )
 LADDER_TITLES = {"seed": "seed-size ladder", "same": "same backbone (SmallBackbone, width 32)"}
 PLOT_TITLES = {"seed": "seed-size ladder", "same": "same backbone"}
