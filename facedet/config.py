@@ -266,6 +266,7 @@ class DataConfig:
     # "face" crops: 0 keeps a face whose centre is in the crop, clipped to it (RetinaFace's rule);
     # v > 0 keeps a face with at least v of its area in the crop, whole, and makes the rest background
     face_min_visible: float = 0.0
+    face_close_up: float = 0.0  # "face" crops: the share framed around one face, filling 0.5-1.4 of the crop
     skip_bad_images: bool = False  # skip unreadable images (counted) instead of stopping
     num_workers: int = 2
     persistent_workers: bool = True  # training loader keeps its workers between epochs (resume stays exact)
@@ -414,6 +415,8 @@ def validate(cfg: Config) -> None:
     if not 0 <= cfg.data.face_min_visible <= 1:
         raise ConfigError(f"'data.face_min_visible' is {cfg.data.face_min_visible!r}; expected a share between 0 "
                           "(the face's centre in the crop) and 1 (the whole face)")
+    if not 0 <= cfg.data.face_close_up <= 1:
+        raise ConfigError(f"'data.face_close_up' is {cfg.data.face_close_up!r}; expected a share between 0 and 1")
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"'data.val_fraction' is {cfg.data.val_fraction!r}; expected a fraction between 0 and 1 "
                           "(exclusive), e.g. 0.1 to hold out 10% of the images for validation")

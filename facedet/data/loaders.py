@@ -139,7 +139,8 @@ def build_datasets(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> 
             f"({', '.join(names)}); set model.num_classes={len(names)} or data.classes=face"
         )
     size = cfg.model.image_size
-    transform = train_transforms(size, mean, std, cfg.data.augment, face_min_visible=cfg.data.face_min_visible)
+    transform = train_transforms(size, mean, std, cfg.data.augment, face_min_visible=cfg.data.face_min_visible,
+                                 face_close_up=cfg.data.face_close_up)
     train = DetectionDataset(train_records, transform, skip_bad_images=cfg.data.skip_bad_images)
     # validation photos keep their own sizes: the detector resizes them as it would a user's photo
     val = DetectionDataset(val_records, skip_bad_images=cfg.data.skip_bad_images)

@@ -295,16 +295,44 @@ class RandomSquareCrop:
                         the whole face from the part it sees, as it must for a face larger than
                         its view or cut by a tile). A face less visible than that is dropped, so
                         its visible part is background: parts of faces become negatives.
+    close_up: the share of crops drawn around one face instead, sized so that the face fills
+              CLOSE_UP_FILL of the crop's side (it may overflow the crop: with min_visible it stays
+              whole), its centre in the crop's middle half. Photos rarely hold faces that fill the
+              frame; these crops teach the largest priors, and that the parts of such a face are not faces.
     """
 
+    CLOSE_UP_FILL = (0.5, 1.4)
+    # only faces at least this big are framed close: a smaller one, enlarged to fill the 320 px
+    # input, is a blur that no sharp close-up photo looks like
+    CLOSE_UP_MIN_SIDE = 60
+
     def __init__(self, min_scale: float = 0.3, max_scale: float = 1.0, max_trials: int = 50,
-                 min_visible: float | None = None, generator: torch.Generator | None = None):
+                 min_visible: float | None = None, close_up: float = 0.0, generator: torch.Generator | None = None):
         if min_visible is not None and not 0 < min_visible <= 1:
             raise ConfigError(f"RandomSquareCrop: min_visible={min_visible} must be in (0, 1]")
+        if not 0 <= close_up <= 1:
+            raise ConfigError(f"RandomSquareCrop: close_up={close_up} must be a share in [0, 1]")
         self.min_scale, self.max_scale = min_scale, max_scale
         self.max_trials = max_trials
         self.min_visible = min_visible
+        self.close_up = close_up
         self.generator = generator
+
+    def close_up_crop(self, boxes: Tensor, width: int, height: int) -> Tensor:
+        """(1, 4) one square crop "xyxy" around a random one of `boxes` (N, 4), see `close_up`;
+        (0, 4) when no face is CLOSE_UP_MIN_SIDE px or more."""
+        g = self.generator
+        big = boxes[(boxes[:, 2:] - boxes[:, :2]).amax(dim=1) >= self.CLOSE_UP_MIN_SIDE]
+        if not len(big):
+            return torch.zeros(0, 4)
+        face = big[int(torch.randint(len(big), (), generator=g))]
+        low, high = self.CLOSE_UP_FILL
+        side = min(float((face[2:] - face[:2]).max()) / _uniform(low, high, g), width, height)
+        side = max(int(side), 1)
+        cx, cy = float(face[0] + face[2]) / 2, float(face[1] + face[3]) / 2
+        left = min(max(int(cx - side * _uniform(0.25, 0.75, g)), 0), width - side)
+        top = min(max(int(cy - side * _uniform(0.25, 0.75, g)), 0), height - side)
+        return torch.tensor([[left, top, left + side, top + side]], dtype=torch.float32)
 
     def kept(self, crops: Tensor, boxes: Tensor) -> Tensor:
         """(T, N) bool: which of the boxes (N, 4) each crop (T, 4) keeps; "xyxy" pixels."""
@@ -326,6 +354,8 @@ class RandomSquareCrop:
         left = (torch.rand(self.max_trials, generator=g) * (w - side + 1)).long()
         top = (torch.rand(self.max_trials, generator=g) * (h - side + 1)).long()
         crops = torch.stack([left, top, left + side, top + side], dim=1).float()  # (T, 4)
+        if len(boxes) and self.close_up and _coin(self.close_up, g):
+            crops = torch.cat([self.close_up_crop(boxes, w, h), crops])  # tried first
         if len(boxes):
             kept = self.kept(crops, boxes)  # (T, N)
             ok = kept.any(dim=1)  # (T,)
@@ -346,7 +376,9 @@ class RandomSquareCrop:
 
     def __repr__(self) -> str:
         visible = "" if self.min_visible is None else f", min_visible={self.min_visible}"
-        return f"RandomSquareCrop(scale=({self.min_scale}, {self.max_scale}), max_trials={self.max_trials}{visible})"
+        close_up = f", close_up={self.close_up}" if self.close_up else ""
+        return (f"RandomSquareCrop(scale=({self.min_scale}, {self.max_scale}), max_trials={self.max_trials}"
+                f"{visible}{close_up})")
 
 
 class DropSmallBoxes:
@@ -544,6 +576,7 @@ def train_transforms(
     augment: str = "ssd",
     generator: torch.Generator | None = None,
     face_min_visible: float = 0.0,
+    face_close_up: float = 0.0,
 ) -> Compose:
     """The training pipeline: pixel-space augmentation, resize to `size`, fractional boxes, normalise.
 
@@ -552,7 +585,8 @@ def train_transforms(
     detectors' recipe: photometric → grayscale 1 in 10 → zoom-out → square crop of 0.3-1 of
     the short side → flip → resize → drop faces under 5 px). "face" needs a square `size`;
     `face_min_visible` > 0 makes its crop keep faces whole when at least that share of them is
-    inside (see RandomSquareCrop), 0 keeps the faces whose centre is inside, clipped.
+    inside (see RandomSquareCrop), 0 keeps the faces whose centre is inside, clipped;
+    `face_close_up` is the share of its crops framed around one face (RandomSquareCrop's close_up).
     """
     if augment not in AUGMENTATIONS:
         raise ConfigError(f"augment={augment!r} is not known; expected one of {', '.join(AUGMENTATIONS)}")
@@ -569,7 +603,8 @@ def train_transforms(
             RandomGrayscale(0.1, generator=generator),
             # up to 6x: a web photo's 60 px face, zoomed out then cropped, becomes 10-20 px
             RandomZoomOut(p=0.6, max_scale=6.0, fill=mean, generator=generator),
-            RandomSquareCrop(0.3, 1.0, min_visible=face_min_visible or None, generator=generator),
+            RandomSquareCrop(0.3, 1.0, min_visible=face_min_visible or None, close_up=face_close_up,
+                             generator=generator),
         ]
     if augment in ("flip", "ssd", "face"):
         steps.append(RandomHorizontalFlip(0.5, generator=generator))
