@@ -18,7 +18,7 @@ from facedet.boosting import train_viola_jones
 from facedet.cli import run_cli, seed_everything, select_device
 from facedet.config import CONFIGS_DIR, Config, load_config, save_config, to_dict
 from facedet.data.dataset import collate, collate_photos
-from facedet.data.loaders import build_datasets, build_loader, resolve_num_classes
+from facedet.data.loaders import build_datasets, build_loader, describe_data, resolve_num_classes
 from facedet.evaluation import evaluate_classification, evaluate_detections
 from facedet.models import build_model
 from facedet.predict import predict, predict_classification
@@ -63,6 +63,8 @@ def train(cfg: Config) -> dict[str, float]:
         save_config(cfg, run_dir / "config.yaml")
         print(f"{cfg.model.name}: {sum(p.numel() for p in detector.model.parameters()):,} parameters, "
               f"{len(train_set)} train / {len(val_set)} val images, device {device}, run {run_dir}")
+        if detector.task == "detection":
+            print(describe_data(cfg))
         note = memory_note(detector.model, cfg)
         if note:
             print(note)

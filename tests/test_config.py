@@ -167,7 +167,7 @@ RUNG_OF_CONFIG = {
     "grid_cnn.yaml": "GridCNNModel", "yolo_face.yaml": "YOLOFaceCNN", "yolov1.yaml": "YOLOFaceTiny",
     "quickstart.yaml": "YOLOFaceTiny", "ssd300_voc.yaml": "SSD300", "ssd300_face.yaml": "SSD300",
     "ssd300_bccd.yaml": "SSD300", "fastai_ssd.yaml": "FastaiSSD", "face_default.yaml": "FaceSSD",
-    "retinanet_face.yaml": "RetinaNet", "retinanet_bccd.yaml": "RetinaNet",
+    "retinanet_face.yaml": "RetinaNet", "retinanet_bccd.yaml": "RetinaNet", "objects.yaml": "RetinaNet",
     "centernet_face.yaml": "CenterNet",
     "viola_jones.yaml": "ViolaJonesCascade",
     # the same-backbone ladder (facedet/models/backbone.py)
