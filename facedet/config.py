@@ -34,6 +34,9 @@ class ModelConfig:
     name: str = "yolo_face_tiny"  # a key of MODEL_CONFIGS (and of facedet.models.MODELS)
     num_classes: int = 0  # object classes (background never counted); 0 = as many as the data has
     image_size: int = 224  # square network input (the training crop of face_ssd), pixels
+    # start from trained weights (facedet/init_weights.py): a shipped detector's name (facedet.list_detectors()),
+    # a checkpoint path, or "torchvision" (ImageNet ResNets); every tensor whose name and shape fit; "" = random
+    init: str = ""
 
 
 @dataclass

@@ -19,6 +19,7 @@ from facedet.cli import run_cli, seed_everything, select_device
 from facedet.config import CONFIGS_DIR, Config, load_config, save_config, to_dict
 from facedet.data.dataset import collate, collate_photos
 from facedet.data.loaders import build_datasets, build_loader, describe_data, resolve_num_classes
+from facedet.init_weights import init_model
 from facedet.evaluation import evaluate_classification, evaluate_detections
 from facedet.models import build_model
 from facedet.predict import predict, predict_classification
@@ -53,6 +54,10 @@ def train(cfg: Config) -> dict[str, float]:
     resolve_num_classes(cfg)
     detector = build_model(cfg.model)
     detector.config = cfg
+    if cfg.model.init and not cfg.train.resume:  # a resumed run continues from its own weights
+        note = init_model(detector.model, cfg.model.init, cfg.model)
+        if dist.is_main():
+            print(note)
     train_set, val_set, class_names = build_datasets(cfg, detector.mean, detector.std)
     train_loader = build_loader(train_set, cfg, train=True, device=device)
     val_loader = build_loader(val_set, cfg, train=False, device=device,

@@ -61,3 +61,78 @@ def test_a_folder_with_a_val_split_is_named_as_such(tmp_path):
     assert line == "2 classes (from the data): cat 1, dog 1 boxes in 2 train images; validation: 1 images (split 'val')"
     face = describe_data(load_config("objects.yaml", [f"data.root={root}", "data.classes=face"]))
     assert face.startswith("1 class (data.classes=face: every box is a face): face 2 boxes")
+
+
+# --------------------------------------------------------------------------- model.init: a head start
+
+
+def objects_model(num_classes: int = 3):
+    from facedet.models import build_model
+
+    cfg = load_config("objects.yaml", [f"model.num_classes={num_classes}"])
+    return cfg, build_model(cfg.model).model
+
+
+def test_init_from_a_shipped_detector_loads_what_fits_and_says_what_stayed_new():
+    import torch
+
+    from facedet.checkpoint import SHIPPED_WEIGHTS
+    from facedet.init_weights import init_model
+
+    cfg, model = objects_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    line = init_model(model, "retinanet", cfg.model)
+    shipped = torch.load(SHIPPED_WEIGHTS / "retinanet.pt", weights_only=True)["model"]
+    after = model.state_dict()
+    new = ["cls_subnet.out.weight", "cls_subnet.out.bias", "box_subnet.out.weight", "box_subnet.out.bias"]
+    for name, tensor in after.items():
+        if name in new:  # 9 anchors x 3 classes here, 3 anchors x 1 class in the face RetinaNet
+            assert shipped[name].shape != tensor.shape and torch.equal(tensor, before[name])
+        else:
+            assert torch.equal(tensor, shipped[name]), name
+    assert line.startswith(f"model.init=retinanet ({SHIPPED_WEIGHTS / 'retinanet.pt'}): loaded {len(after) - 4} "
+                           f"of {len(after)} tensors (backbone 126/126, fpn 21/21, cls_subnet 20/22, box_subnet 20/22)")
+    assert line.endswith("new: " + ", ".join(new))
+
+
+def test_init_from_a_checkpoint_path(tmp_path):
+    import torch
+
+    from facedet.config import to_dict
+    from facedet.init_weights import init_model
+
+    cfg, donor = objects_model(num_classes=2)
+    torch.save({"model": donor.state_dict(), "config": to_dict(cfg)}, tmp_path / "mine.pt")
+    _, model = objects_model(num_classes=2)
+    line = init_model(model, str(tmp_path / "mine.pt"), cfg.model)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), donor.state_dict().values()))
+    assert line.endswith("new: none")
+
+
+def test_init_that_fits_nothing_names_the_shipped_detectors_that_would():
+    from facedet.errors import ConfigError
+    from facedet.init_weights import init_model
+
+    cfg, model = objects_model()
+    with pytest.raises(ConfigError, match=r"model.init='face_default': none of its \d+ tensors fits this retinanet "
+                       r".*shipped detectors that fit: centernet, retinanet, ssd$"):
+        init_model(model, "face_default", cfg.model)
+    with pytest.raises(ConfigError, match="model.init='nope': nope: neither a checkpoint file nor a shipped detector"):
+        init_model(model, "nope", cfg.model)
+
+
+def test_imagenet_init_without_torchvision_is_a_clear_error(monkeypatch):
+    import sys
+
+    from facedet.errors import ConfigError
+    from facedet.init_weights import init_model
+
+    cfg, model = objects_model()
+    with pytest.raises(ConfigError, match="ImageNet weights exist only for model.name=retinanet with "
+                       "model.backbone=resnet18 or resnet50 .*backbone small.*model.init=retinanet"):
+        init_model(model, "torchvision", cfg.model)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # as where it is not installed: import fails
+    cfg.model.backbone = "resnet18"
+    with pytest.raises(ConfigError, match="model.init='torchvision' needs torchvision, which does not import here "
+                       r"\(.*\); pip install torchvision"):
+        init_model(model, "torchvision", cfg.model)
