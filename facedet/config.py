@@ -278,6 +278,9 @@ class TrainConfig:
     # (Adam keeps two moments per weight: its checkpoints are 3x the weights). Resuming from such
     # a checkpoint restarts the moments, so the run is no longer exact.
     save_optimizer: bool = True
+    # detectors: at the end, calibrate best.pt's min score on the validation split (best F1,
+    # facedet/calibrate.py) and store it there, for facedet.infer and facedet.load
+    calibrate: bool = True
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 Every set here is a handful of tiny PIL images with LabelImg-style VOC XML written by the test.
 """
+import re
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,67 @@ def test_imagenet_init_without_torchvision_is_a_clear_error(monkeypatch):
     with pytest.raises(ConfigError, match="model.init='torchvision' needs torchvision, which does not import here "
                        r"\(.*\); pip install torchvision"):
         init_model(model, "torchvision", cfg.model)
+
+
+# --------------------------------------------------------------------------- the end of training: calibrated
+
+
+TINY = ["data.num_workers=0", "train.batch_size=4", "train.device=cpu", "model.image_size=64", "train.epochs=1",
+        "data.val_fraction=0.25"]
+
+
+def animals(tmp_path: Path) -> Path:
+    return labelled_folder(tmp_path / "animals", {"train": [["cat"], ["cat", "dog"], ["dog", "dog", "bird"]] * 4})
+
+
+def test_training_ends_with_best_pt_calibrated_and_load_uses_it(tmp_path, capsys, monkeypatch):
+    from facedet.checkpoint import load, load_checkpoint
+    from facedet.cli import run_cli
+    from facedet.train import main
+
+    root = animals(tmp_path)
+    code = run_cli(main, ["--config", "objects.yaml", f"data.root={root}", f"out_dir={tmp_path}", *TINY,
+                          "model.init=retinanet"])
+    out = capsys.readouterr().err  # the log lines; stdout keeps the results
+    assert code == 0
+    best = tmp_path / "objects" / "best.pt"
+    point = load_checkpoint(best)["operating_point"]
+    assert point["rule"] == "best F1 at IoU 0.5 on animals val together" and point["per_set"]["animals"]["images"] == 3
+    assert load(best, "cpu").min_score == point["min_score"]
+    assert f"calibrated {best}: min score {point['min_score']:.3f} (best F1" in out
+    assert "model.init=retinanet (" in out
+    assert re.search(r"3 classes \(from the data\): bird \d, cat \d, dog \d+ boxes in 9 train images; validation: 3 images "
+                     r"\(held out from training, data.val_fraction=0.25\)", out)
+    # the evaluation's PR curve names the split it was scored on
+    import facedet.evaluate
+
+    titles = []
+    monkeypatch.setattr(facedet.evaluate, "plot_pr_curves", lambda curves, path, title: titles.append(title))
+    assert run_cli(facedet.evaluate.main, ["--checkpoint", str(best), "--split", "train", "--out", str(tmp_path)]) == 0
+    assert titles == [f"retinanet on {root}, train split"]
+    # calibrate on its own takes the classes from the checkpoint: no --classes needed for these six-class runs
+    from facedet import calibrate
+
+    assert run_cli(calibrate.main, ["--checkpoint", str(best), "--data", str(root), "--workers", "0",
+                                    "--out", str(tmp_path / "again.pt")]) == 0
+    assert load_checkpoint(tmp_path / "again.pt")["operating_point"]["min_score"] == pytest.approx(point["min_score"])
+    # on other data its error names a fix that works
+    other = labelled_folder(tmp_path / "fruit", {"train": [["apple"], ["pear"]], "val": [["apple"]]})
+    assert run_cli(calibrate.main, ["--checkpoint", str(best), "--data", str(other), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "the checkpoint's classes are bird, cat, dog: calibrate on data labelled with them" in err
+    assert run_cli(calibrate.main, ["--checkpoint", str(best), "--data", str(other), "--workers", "0",
+                                    "--classes", ""]) == 2
+    assert ("the data has classes ['apple', 'pear'], the checkpoint ['bird', 'cat', 'dog']; calibrate on data "
+            "labelled with its classes, or pass --classes bird,cat,dog") in capsys.readouterr().err
+
+
+def test_train_calibrate_false_leaves_best_pt_uncalibrated(tmp_path):
+    from facedet.checkpoint import load_checkpoint
+    from facedet.cli import run_cli
+    from facedet.train import main
+
+    root = animals(tmp_path)
+    assert run_cli(main, ["--config", "objects.yaml", f"data.root={root}", f"out_dir={tmp_path}", *TINY,
+                          "train.calibrate=false"]) == 0
+    assert "operating_point" not in load_checkpoint(tmp_path / "objects" / "best.pt")
