@@ -8,12 +8,14 @@ the data workers), sizes itself to the steps that fit the budget, and from then 
 warm-up and the cosine decay are laid out over that many steps. After every epoch it sizes
 itself again from the time really left and the training time per step so far, so validations
 and slower stretches shorten the run instead of overrunning it; if a step still ends past the
-deadline, training stops there. A tenth of the budget is kept for the last validation, the
-checkpoints and the calibration that end the run.
+deadline, training stops there. The run ends with a validation and the calibration, each one
+pass over the validation photos: a tenth of the budget is kept for them, or, once a validation
+has been timed, twice its time if that is more.
 """
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -22,8 +24,8 @@ from facedet.optim import warmup_note
 if TYPE_CHECKING:  # for the annotation only: the trainer imports this module
     from facedet.trainer import Trainer
 
-TIMING_STEPS = 10  # steps timed (after the first) before the run is sized
-RESERVE = 0.1  # share of the budget kept for the final validation, checkpoints and calibration
+TIMING_STEPS = 5  # steps timed (after the first) before the run is sized
+RESERVE = 0.1  # share of the budget kept for the final validation, checkpoints and calibration (at least)
 
 
 class TimeBudget:
@@ -32,7 +34,8 @@ class TimeBudget:
     def __init__(self, minutes: float, clock=time.perf_counter) -> None:
         self.minutes, self.clock = minutes, clock
         self.start = clock()
-        self.deadline = self.start + 60.0 * minutes * (1.0 - RESERVE)  # training ends by here
+        self.end = self.start + 60.0 * minutes
+        self.deadline = self.end - 60.0 * minutes * RESERVE  # training ends by here
         self.first_step_end: float | None = None  # the timing starts when the first step ends
         self.steps = 0  # steps taken in this process (a resumed run counts from its own start)
         self.sized = False
@@ -44,27 +47,32 @@ class TimeBudget:
     def after_step(self, trainer: Trainer) -> None:
         """Called after every step: time the first steps, then size the run; stop at the deadline."""
         self.steps += 1
+        now = self.clock()
         if self.steps == 1:
-            self.first_step_end = self.clock()
+            self.first_step_end = now
+        if now > self.deadline and trainer.iteration < trainer.total_iters:
+            print(f"train.minutes={self.minutes:g}: time is up after step {trainer.iteration} of "
+                  f"{trainer.total_iters}; stopping here", file=sys.stderr, flush=True)
+            trainer.set_length(trainer.iteration)
+            self.sized = True
         elif not self.sized and self.steps == 1 + TIMING_STEPS:
-            per_step = (self.clock() - self.first_step_end) / TIMING_STEPS
+            per_step = (now - self.first_step_end) / TIMING_STEPS
             total = trainer.iteration + self.steps_left(per_step)
             trainer.set_length(total)
             self.sized = True
             print(f"train.minutes={self.minutes:g}: {per_step:.2f} s per step over steps 2-{self.steps}, so the run "
                   f"is {total} steps ({trainer.epochs} epochs), its schedule laid out over them; "
-                  f"{RESERVE:.0%} of the time is kept for the last validation and the calibration", flush=True)
+                  f"{RESERVE:.0%} of the time is kept for the last validation and the calibration",
+                  file=sys.stderr, flush=True)
             note = warmup_note(trainer.cfg.train, total)
             if note:
-                print(note, flush=True)
-        elif self.sized and self.clock() > self.deadline and trainer.iteration < trainer.total_iters:
-            print(f"train.minutes={self.minutes:g}: time is up after step {trainer.iteration} of "
-                  f"{trainer.total_iters}; stopping here", flush=True)
-            trainer.set_length(trainer.iteration)
+                print(note, file=sys.stderr, flush=True)
 
     def after_epoch(self, trainer: Trainer) -> None:
         """Called after every epoch (and its validation): size the rest of the run to the time left."""
         if not self.sized or trainer.iteration >= trainer.total_iters:
             return
+        kept = max(60.0 * self.minutes * RESERVE, 2 * trainer.validation_time)  # the last validation + calibration
+        self.deadline = self.end - kept
         per_step = (self.clock() - self.start) / self.steps  # everything so far, validations included
         trainer.set_length(trainer.iteration + self.steps_left(per_step))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -74,7 +75,7 @@ class Trainer:
                               "differently: set train.max_iters (or train.epochs) instead")
         note = warmup_note(cfg.train, self.total_iters)
         if note and self.budget is None and dist.is_main():
-            print(note)
+            print(note, file=sys.stderr, flush=True)
         self.amp = MixedPrecision(cfg.train.amp, device)
         self.epoch, self.iteration, self.best = 0, 0, -math.inf
         # where the run stands inside the epoch: steps taken and their summed loss terms (a
@@ -83,6 +84,7 @@ class Trainer:
         self.resume_rng: dict | None = None  # random state to restore when resuming mid-epoch
         self.ctrl_c, self.stepping, self.interrupted = CtrlC(), False, False
         self.train_time = 0.0  # seconds spent in training epochs (validation excluded), summed over resumes
+        self.validation_time = 0.0  # seconds the last validation took
         self.history: list[dict[str, float]] = []
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,8 +143,9 @@ class Trainer:
         if self.resume_rng is not None:  # resuming mid-epoch: torch's random state as the interrupted run left it
             restore_rng(self.resume_rng)
             self.resume_rng = None
+        # disable=None: no bar when stderr is not a terminal, so a log file gets lines, not carriage returns
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.epochs}", initial=self.batch, total=total,
-                   disable=not dist.is_main(), dynamic_ncols=True, mininterval=1.0)
+                   disable=None if dist.is_main() else True, dynamic_ncols=True, mininterval=1.0)
         for images, targets in bar:
             self.stepping = True
             for name, value in self.train_step(images, targets, self.batch).items():
@@ -212,7 +215,9 @@ class Trainer:
         last_epoch = self.epoch + 1 >= self.epochs or self.iteration >= self.total_iters
         if self.validate_fn is None or every <= 0 or ((self.epoch + 1) % every and not last_epoch):
             return {}
+        start = time.perf_counter()
         metrics = self.validate_fn(self.model) if dist.is_main() else {}
+        self.validation_time = time.perf_counter() - start  # train.minutes keeps time for the last one
         dist.barrier()
         return metrics
 

@@ -337,7 +337,7 @@ def test_warmup_is_clipped_to_a_tenth_of_a_short_run_with_a_note():
 
 def test_a_short_run_logs_its_clipped_warmup(tmp_path, capsys):
     make_trainer(tmp_path, ["train.warmup_iters=100"])  # 3 epochs of 6 steps
-    assert "note: warm-up clipped to 1 of the run's 18 steps (train.warmup_iters=100" in capsys.readouterr().out
+    assert "note: warm-up clipped to 1 of the run's 18 steps (train.warmup_iters=100" in capsys.readouterr().err
 
 
 def test_minutes_size_the_run_from_its_first_steps_and_the_schedule_follows(tmp_path, capsys):
@@ -345,13 +345,13 @@ def test_minutes_size_the_run_from_its_first_steps_and_the_schedule_follows(tmp_
 
     trainer = make_trainer(tmp_path, ["train.minutes=1", "train.epochs=100", "train.warmup_iters=10"])
     # a clock where every step takes 2 s: 54 s of the minute are for training (10% kept), so after
-    # steps 2-11 (20 s) it is at 22 s and 16 more steps fit: 27 in all
+    # steps 2-6 (10 s) it is at 12 s and 21 more steps fit: 27 in all
     trainer.budget = TimeBudget(1.0, clock=lambda: 2.0 * trainer.iteration)
     trainer.fit()
     assert trainer.iteration == trainer.total_iters == 27 and trainer.epochs == 5  # 6 steps an epoch
     assert load_checkpoint(tmp_path / "last.pt")["config"]["train"]["max_iters"] == 27  # resume keeps the length
-    out = capsys.readouterr().out
-    assert ("train.minutes=1: 2.00 s per step over steps 2-11, so the run is 27 steps (5 epochs), its schedule "
+    out = capsys.readouterr().err  # log lines, beside the progress bars
+    assert ("train.minutes=1: 2.00 s per step over steps 2-6, so the run is 27 steps (5 epochs), its schedule "
             "laid out over them; 10% of the time is kept") in out
     assert "note: warm-up clipped to 2 of the run's 27 steps" in out
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * lr_factor(trainer.cfg.train, 27, 27))
@@ -361,12 +361,12 @@ def test_minutes_stop_at_the_deadline_when_steps_slow_down(tmp_path, capsys):
     from facedet.time_budget import TimeBudget
 
     trainer = make_trainer(tmp_path, ["train.minutes=1", "train.epochs=100"])
-    # 2 s a step while timed, then 5 s: sized to 27 steps at step 11 (22 s); at the end of epoch 2
+    # 2 s a step, 5 s from step 12 on: sized to 27 steps at step 6 (12 s); at the end of epoch 2
     # (step 12, 27 s: 2.25 s a step so far) resized to 12 more, 24; step 18 ends at 57 s, past 54 s
     trainer.budget = TimeBudget(1.0, clock=lambda: 2.0 * trainer.iteration + 3.0 * max(0, trainer.iteration - 11))
     trainer.fit()
     assert trainer.iteration == trainer.total_iters == 18
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "so the run is 27 steps" in out and "train.minutes=1: time is up after step 18 of 24; stopping here" in out
 
 
@@ -375,3 +375,21 @@ def test_negative_minutes_are_refused():
 
     with pytest.raises(ConfigError, match=r"'train.minutes' is -1.0; expected 0 .* e.g. train.minutes=9"):
         load_config(None, ["train.minutes=-1"])
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    """Logs written to a file get the epoch lines, not bars redrawn with carriage returns."""
+    make_trainer(tmp_path).fit()
+    captured = capsys.readouterr()
+    assert "\r" not in captured.err and "it/s" not in captured.err
+    assert "epoch 2/3:" in captured.out
+
+
+def test_minutes_stop_at_the_deadline_even_before_the_run_is_sized(tmp_path, capsys):
+    from facedet.time_budget import TimeBudget
+
+    trainer = make_trainer(tmp_path, ["train.minutes=1"])
+    trainer.budget = TimeBudget(1.0, clock=lambda: 40.0 * trainer.iteration)  # step 2 ends at 80 s, past 54 s
+    trainer.fit()
+    assert trainer.iteration == trainer.total_iters == 2
+    assert "train.minutes=1: time is up after step 2 of 18; stopping here" in capsys.readouterr().err
