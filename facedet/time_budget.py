@@ -10,7 +10,10 @@ itself again from the time really left and the training time per step so far, so
 and slower stretches shorten the run instead of overrunning it; if a step still ends past the
 deadline, training stops there. The run ends with a validation and the calibration, each one
 pass over the validation photos: a tenth of the budget is kept for them, or, once a validation
-has been timed, twice its time if that is more.
+has been timed, twice its time if that is more. The clock starts when the trainer is built:
+reading the data set and building the model come before, and the calibration after the last
+validation may take longer than kept on a busy machine, so the whole command takes somewhat
+more than N minutes (BENCHMARKS.md gives measured wall times).
 """
 from __future__ import annotations
 
