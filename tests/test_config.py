@@ -141,7 +141,7 @@ def test_print_config_shows_only_the_rungs_keys(capsys):
 
     assert train.main(["--config", "grid7.yaml", "--print-config"]) == 0
     model = yaml.safe_load(capsys.readouterr().out)["model"]
-    assert set(model) == {"name", "num_classes", "image_size", "griddim", "backbone", "width"}
+    assert set(model) == {"name", "num_classes", "image_size", "init", "griddim", "backbone", "width"}
 
 
 def test_every_rung_config_and_builder_agree():
