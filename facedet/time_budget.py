@@ -6,7 +6,7 @@ Steps cost what the machine gives them, so the number of steps that fit N minute
 not guessed: the run times its first steps (after the very first, which also pays for starting
 the data workers), sizes itself to the steps that fit the budget, and from then on the
 warm-up and the cosine decay are laid out over that many steps. After every epoch it sizes
-itself again from the time really left and the training time per step so far, so validations
+itself again from the time really left and the wall time per step so far, so validations
 and slower stretches shorten the run instead of overrunning it; if a step still ends past the
 deadline, training stops there. The run ends with a validation and the calibration, each one
 pass over the validation photos: a tenth of the budget is kept for them, or, once a validation
@@ -72,7 +72,7 @@ class TimeBudget:
                 print(note, file=sys.stderr, flush=True)
 
     def after_epoch(self, trainer: Trainer) -> None:
-        """Called after every epoch (and its validation): size the rest of the run to the time left."""
+        """Called after every epoch, before its validation: size the rest of the run to the time left."""
         if not self.sized or trainer.iteration >= trainer.total_iters:
             return
         kept = max(60.0 * self.minutes * RESERVE, 2 * trainer.validation_time)  # the last validation + calibration

@@ -116,9 +116,9 @@ class Trainer:
                     if self.ctrl_c.requested:
                         raise KeyboardInterrupt
                     dist.broadcast_buffers(self.model)  # every rank now holds exactly what rank 0 saves
-                    metrics = self.maybe_validate()
-                    if self.budget is not None:
+                    if self.budget is not None:  # before validating: a run resized to end here validates now
                         self.budget.after_epoch(self)
+                    metrics = self.maybe_validate()
                     self.epoch, self.batch, self.epoch_sums = self.epoch + 1, 0, {}
                     self.log_epoch(losses, metrics)
                     if dist.is_main():

@@ -393,3 +393,18 @@ def test_minutes_stop_at_the_deadline_even_before_the_run_is_sized(tmp_path, cap
     trainer.fit()
     assert trainer.iteration == trainer.total_iters == 2
     assert "train.minutes=1: time is up after step 2 of 18; stopping here" in capsys.readouterr().err
+
+
+def test_a_run_the_budget_ends_at_an_epoch_still_validates_there(tmp_path):
+    from facedet.time_budget import TimeBudget
+
+    calls = []
+    trainer = make_trainer(tmp_path, ["train.minutes=1", "train.epochs=100", "train.val_every=100"],
+                           validate=lambda model: calls.append(1) or {"score": 1.0})
+    # 2 s a step up to step 6 (sized to 27 steps), then slower: step 12 ends at 53 s, and the
+    # 4.4 s a step so far leave no step in the last second before 54 s: the run ends at step 12
+    trainer.budget = TimeBudget(1.0, clock=lambda: 2.0 * trainer.iteration if trainer.iteration <= 6
+                                else 12.0 + (trainer.iteration - 6) * 41.0 / 6)
+    trainer.fit()
+    assert trainer.iteration == trainer.total_iters == 12
+    assert calls == [1] and (tmp_path / "best.pt").exists()  # validated once, at the run's new end
