@@ -138,7 +138,7 @@ def boost_stage(k: int, cascade: ViolaJonesCascade, photos: list[Tensor], featur
     values = torch.cat([face_values, feature_values(negatives, features)])
     labels = torch.cat([torch.ones(len(face_values), dtype=torch.bool), torch.zeros(len(negatives), dtype=torch.bool)])
     search = StumpSearch(values, labels)
-    bar = tqdm(total=m.max_stumps_per_stage, desc=f"stage {k + 1}/{m.stages}", dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(total=m.max_stumps_per_stage, desc=f"stage {k + 1}/{m.stages}", dynamic_ncols=True, mininterval=1.0, disable=None)
 
     def report(rounds: int, detected: float, false_positives: float) -> None:
         bar.update(1)

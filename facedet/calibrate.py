@@ -22,6 +22,7 @@ which `facedet.load` and `facedet.infer` use as the default `min_score`.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ from facedet.cli import run_cli, select_device
 from facedet.config import DataConfig, EvalConfig
 from facedet.data.dataset import DetectionDataset, collate_photos
 from facedet.data.loaders import load_records
-from facedet.errors import ConfigError
+from facedet.errors import ConfigError, DataError
 from facedet.evaluation import operating_point, threshold_for_best_f1, threshold_for_precision
 from facedet.models.detector import Detector
 from facedet.predict import predict
@@ -40,17 +41,37 @@ from facedet.predict import predict
 RULES = ("f1", "precision")
 
 
-def validation_detections(detector: Detector, root: str, split: str, classes: str,
-                          workers: int = 2, max_images: int = 0) -> tuple[list[dict], list[dict]]:
+def checkpoint_classes(detector: Detector) -> str:
+    """data.classes that reads a data set with the checkpoint's own labels: "face" for a face
+    detector trained so, else its class names in its order (a label means the same class in both)."""
+    if detector.config is not None and detector.config.data.classes == "face":
+        return "face"
+    return ",".join(detector.class_names)
+
+
+def validation_detections(detector: Detector, root: str, split: str, classes: str | None = None,
+                          workers: int = 2, max_images: int = 0,
+                          data: DataConfig | None = None) -> tuple[list[dict], list[dict]]:
     """The detector's detections and the truths of one set (its first `max_images` photos when that
     is > 0): run as infer runs it (its own NMS IoU and top_k), down to evaluation's min_score
-    (EvalConfig's), so that every threshold above that can be read off."""
-    records, names = load_records(DataConfig(root=root, classes=classes), split)
+    (EvalConfig's), so that every threshold above that can be read off. `classes` None reads the
+    set with the checkpoint's classes; `data` gives the other data settings (format, splits,
+    data.val_fraction: a set without a val split holds out what training held out)."""
+    classes = checkpoint_classes(detector) if classes is None else classes
+    try:
+        records, names = load_records(replace(data or DataConfig(), root=root, classes=classes), split)
+    except DataError as err:
+        if classes in ("", "face"):
+            raise
+        raise DataError(f"{err}; the checkpoint's classes are {', '.join(detector.class_names)}: calibrate on data "
+                        "labelled with them, or pass --classes face to read every box as a face") from None
     if max_images > 0:
         records = records[:max_images]
     if len(names) != len(detector.class_names):
-        raise ConfigError(f"{root}: the data has classes {names}, the checkpoint {detector.class_names}; "
-                          "pass --classes face for face data")
+        fix = ("pass --classes face to read every box as its one class" if len(detector.class_names) == 1 else
+               f"calibrate on data labelled with its classes, or pass --classes {','.join(detector.class_names)} "
+               "to read them by name")
+        raise ConfigError(f"{root}: the data has classes {names}, the checkpoint {detector.class_names}; {fix}")
     loader = torch.utils.data.DataLoader(DetectionDataset(records), batch_size=8, num_workers=workers,
                                          collate_fn=collate_photos)
     settings = EvalConfig(nms_iou=detector.nms_iou, top_k=detector.top_k)
@@ -71,13 +92,15 @@ def set_labels(folders: list[str]) -> list[str]:
     return labels
 
 
-def calibrate(detector: Detector, roots: list[str], split: str = "val", classes: str = "face",
-              precision: float = 0.9, workers: int = 2, rule: str = "f1", max_images: int = 0) -> dict:
-    """The operating point (see the module docstring) as the dict stored in checkpoints."""
+def calibrate(detector: Detector, roots: list[str], split: str = "val", classes: str | None = None,
+              precision: float = 0.9, workers: int = 2, rule: str = "f1", max_images: int = 0,
+              data: DataConfig | None = None) -> dict:
+    """The operating point (see the module docstring) as the dict stored in checkpoints; `classes`
+    and `data` as in `validation_detections` (None: the checkpoint's classes, DataConfig's defaults)."""
     if rule not in RULES:
         raise ConfigError(f"--rule {rule!r}: expected one of {', '.join(RULES)}")
     folders = list(dict.fromkeys(str(Path(root).resolve()) for root in roots))  # a folder given twice is one set
-    found = {label: validation_detections(detector, root, split, classes, workers, max_images)
+    found = {label: validation_detections(detector, root, split, classes, workers, max_images, data)
              for label, root in zip(set_labels(folders), folders)}
     num_classes = len(detector.class_names)
     per_set_threshold = {name: threshold_for_precision(dets, truths, num_classes, precision)
@@ -112,7 +135,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", action="append", required=True, metavar="FOLDER",
                         help="a validation data set folder; repeat for several (each must keep the precision)")
     parser.add_argument("--split", default="val", help="split to calibrate on (default val)")
-    parser.add_argument("--classes", default="face", help="data.classes for reading the sets (default face)")
+    parser.add_argument("--classes", help="data.classes for reading the sets (default: the checkpoint's own: "
+                        "face for a face detector, else its class names)")
     parser.add_argument("--rule", choices=RULES, default="f1",
                         help="f1: the best F1 over the sets together (default); precision: the lowest threshold "
                         "that keeps --precision on every set")
@@ -131,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 < args.precision <= 1.0:
         raise ConfigError(f"--precision {args.precision}: expected a value in (0, 1]")
     detector = load(args.checkpoint, select_device(args.device))
+    # the checkpoint's data settings (format, split names, data.val_fraction) read the sets as training read its own
     point = calibrate(detector, args.data, args.split, args.classes, args.precision, args.workers, args.rule,
-                      args.max_images)
+                      args.max_images, data=detector.config.data)
     state = load_checkpoint(args.checkpoint)
     state["operating_point"] = point
     out = Path(args.out or args.checkpoint)

@@ -34,6 +34,9 @@ class ModelConfig:
     name: str = "yolo_face_tiny"  # a key of MODEL_CONFIGS (and of facedet.models.MODELS)
     num_classes: int = 0  # object classes (background never counted); 0 = as many as the data has
     image_size: int = 224  # square network input (the training crop of face_ssd), pixels
+    # start from trained weights (facedet/init_weights.py): a shipped detector's name (facedet.list_detectors()),
+    # a checkpoint path, or "torchvision" (ImageNet ResNets); every tensor whose name and shape fit; "" = random
+    init: str = ""
 
 
 @dataclass
@@ -285,6 +288,9 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 10
     max_iters: int = 0  # > 0: stop after this many iterations (the SSD recipe counts iterations)
+    # > 0: the run's length from a time budget of this many minutes, measured on its first steps
+    # (facedet/time_budget.py); it replaces epochs and max_iters
+    minutes: float = 0.0
     batch_size: int = 16
     optimizer: str = "adamw"  # sgd | adam | adamw
     lr: float = 1e-3
@@ -295,7 +301,7 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=list)  # iterations where multistep divides the lr
     step_size: int = 0  # iterations between decays for "step"
     gamma: float = 0.1  # lr factor at each decay
-    warmup_iters: int = 0  # linear warm-up from lr/100
+    warmup_iters: int = 0  # linear warm-up from lr/100, over at most a tenth of the run (facedet/optim.py)
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     amp: bool = True  # mixed precision, used only on CUDA
     # NHWC memory layout for images and weights, used only on CUDA: tensor-core convolutions
@@ -310,6 +316,9 @@ class TrainConfig:
     # (Adam keeps two moments per weight: its checkpoints are 3x the weights). Resuming from such
     # a checkpoint restarts the moments, so the run is no longer exact.
     save_optimizer: bool = True
+    # detectors: at the end, calibrate best.pt's min score on the validation split (best F1,
+    # facedet/calibrate.py) and store it there, for facedet.infer and facedet.load
+    calibrate: bool = True
 
 
 @dataclass
@@ -422,6 +431,9 @@ def validate(cfg: Config) -> None:
                           "(exclusive), e.g. 0.1 to hold out 10% of the images for validation")
     if isinstance(cfg.model, ViolaJonesConfig):
         _validate_viola_jones(cfg.model)
+    if cfg.train.minutes < 0:
+        raise ConfigError(f"'train.minutes' is {cfg.train.minutes!r}; expected 0 (train.epochs sets the length) "
+                          "or a number of minutes, e.g. train.minutes=9")
     if cfg.train.schedule == "step" and cfg.train.step_size <= 0:
         raise ConfigError("'train.schedule' is 'step' but 'train.step_size' is not set (> 0 iterations)")
 

@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def pr_title(model: str, root: str, split: str) -> str:
+    """The PR curve's title: the model, the data and the split it was scored on."""
+    return f"{model} on {root or 'synthetic'}, {split} split"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = ([f"data.root={args.data}"] if args.data else []) + args.overrides
@@ -53,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     device = select_device(args.device)
     detector = load(args.checkpoint, device, overrides)
     cfg, class_names = detector.config, detector.class_names
-    records, names = load_records(cfg.data, args.split or cfg.data.val_split)
+    split = args.split or cfg.data.val_split
+    records, names = load_records(cfg.data, split)
     if len(names) != len(class_names):
         raise ConfigError(
             f"the data has {len(names)} classes ({', '.join(names)}) but the checkpoint predicts "
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
-    plot_pr_curves(result.pr_curves(), out / "pr_curve.png", title=f"{cfg.model.name} on {cfg.data.root or 'synthetic'}")
+    plot_pr_curves(result.pr_curves(), out / "pr_curve.png", title=pr_title(cfg.model.name, cfg.data.root, split))
     text = json.dumps(result.as_dict(), indent=1)
     atomic_write(out / "metrics.json", lambda file: file.write(text.encode()))
     print(f"wrote {out / 'pr_curve.png'} and {out / 'metrics.json'}")

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"no images found in {', '.join(args.paths)} (image files end in "
                         f"{', '.join(sorted(IMAGE_SUFFIXES))})")
     results, failed, written = {}, 0, set()
-    for path in tqdm(images, desc="detect", leave=False, mininterval=1.0, disable=len(images) < 10):
+    for path in tqdm(images, desc="detect", leave=False, mininterval=1.0, disable=True if len(images) < 10 else None):
         try:
             image = load_image(path)
         except DataError as err:

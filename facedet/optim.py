@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -30,11 +31,32 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+# A warm-up never takes more than this share of the run: a 48-step run with the configs' 100
+# warm-up steps would otherwise never reach its learning rate, let alone decay it. Goyal et al.
+# (2017) warm up for 5 of 90 epochs; a tenth leaves short runs most of their steps at full rate.
+MAX_WARMUP_SHARE = 0.1
+
+
+def warmup_steps(cfg: TrainConfig, total_iters: int) -> int:
+    """train.warmup_iters, clipped to MAX_WARMUP_SHARE of a run of `total_iters` steps."""
+    return min(cfg.warmup_iters, int(MAX_WARMUP_SHARE * total_iters))
+
+
+def warmup_note(cfg: TrainConfig, total_iters: int) -> str | None:
+    """The log line of a clipped warm-up (None when train.warmup_iters fits the run)."""
+    steps = warmup_steps(cfg, total_iters)
+    if steps == cfg.warmup_iters:
+        return None
+    return (f"note: warm-up clipped to {steps} of the run's {total_iters} steps (train.warmup_iters={cfg.warmup_iters}, "
+            f"at most {MAX_WARMUP_SHARE:.0%} of a run), so the learning rate reaches its peak and decays")
+
+
 def lr_factor(cfg: TrainConfig, iteration: int, total_iters: int) -> float:
-    """Multiplier of the base learning rate at `iteration` (0-based)."""
-    if cfg.warmup_iters and iteration < cfg.warmup_iters:
+    """Multiplier of the base learning rate at `iteration` (0-based) of a run of `total_iters` steps."""
+    warmup = warmup_steps(cfg, total_iters)
+    if warmup and iteration < warmup:
         # linear warm-up from 1% of the rate, as in Goyal et al. (2017)
-        return 0.01 + 0.99 * iteration / cfg.warmup_iters
+        return 0.01 + 0.99 * iteration / warmup
     if cfg.schedule == "step":
         return cfg.gamma ** (iteration // cfg.step_size)
     if cfg.schedule == "multistep":
@@ -45,8 +67,9 @@ def lr_factor(cfg: TrainConfig, iteration: int, total_iters: int) -> float:
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_iters: int):
-    """A LambdaLR stepped once per iteration."""
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_iters: Callable[[], int]):
+    """A LambdaLR stepped once per iteration; `total_iters()` is the run's length at each step
+    (train.minutes sets it after the first steps, see facedet/time_budget.py)."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: lr_factor(cfg, it, total_iters)
+        optimizer, lambda it: lr_factor(cfg, it, total_iters())
     )

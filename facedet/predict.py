@@ -26,7 +26,8 @@ def predict(
     options go to `Detector.detect_tensors` (size, scales, tile for a "scalable" detector).
     """
     detections, ground_truths = [], []
-    for images, targets in tqdm(loader, desc=desc, leave=False, mininterval=1.0):
+    # disable=None: no bar when stderr is not a terminal (a log file gets no carriage-return clutter)
+    for images, targets in tqdm(loader, desc=desc, leave=False, mininterval=1.0, disable=None):
         if cfg.max_images:  # a batch may overshoot the limit: a sliding window takes seconds a photo
             images, targets = images[:cfg.max_images - len(detections)], targets[:cfg.max_images - len(detections)]
         found = detector.detect_tensors(list(images), min_score=cfg.min_score, nms_iou=cfg.nms_iou,
@@ -47,7 +48,7 @@ def predict_classification(detector: Detector, loader, device: torch.device) -> 
     """Face probabilities (N,) and 0/1 labels (N,) for the classifier rung."""
     model = detector.model.eval()
     probs, labels = [], []
-    for images, targets in tqdm(loader, desc="predict", leave=False, mininterval=1.0):
+    for images, targets in tqdm(loader, desc="predict", leave=False, mininterval=1.0, disable=None):
         probs.append(detector.postprocess(model(images.to(device))).float().cpu())
         labels.append(torch.stack([t["label"] for t in targets]).float().cpu())
     return torch.cat(probs), torch.cat(labels)

@@ -85,6 +85,10 @@ def resume(trainer: Trainer, path: str) -> None:
     trainer.resume_rng = state.get("rng") if trainer.batch else None  # at an epoch's end, seed_epoch suffices
     trainer.best, trainer.history = state.get("best", -math.inf), list(state.get("history", []))
     trainer.train_time = float(state.get("train_time_s", 0.0))
+    sized = state["config"].get("train", {}).get("max_iters", 0)
+    if trainer.budget is not None and sized:  # train.minutes sized the interrupted run: keep its length
+        trainer.budget = None
+        trainer.set_length(int(sized))
     if dist.is_main():
         at = f", batch {trainer.batch}" if trainer.batch else ""
         print(f"resumed from {path} at epoch {trainer.epoch + 1}{at} (iteration {trainer.iteration})")

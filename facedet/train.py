@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -15,11 +16,15 @@ import yaml
 
 from facedet import distributed as dist
 from facedet.boosting import train_viola_jones
+from facedet.calibrate import calibrate
+from facedet.checkpoint import load, load_checkpoint
 from facedet.cli import run_cli, seed_everything, select_device
 from facedet.config import CONFIGS_DIR, Config, load_config, save_config, to_dict
 from facedet.data.dataset import collate, collate_photos
-from facedet.data.loaders import build_datasets, build_loader, resolve_num_classes
+from facedet.data.loaders import build_datasets, build_loader, dataset_roots, describe_data, resolve_num_classes
+from facedet.init_weights import init_model
 from facedet.evaluation import evaluate_classification, evaluate_detections
+from facedet.files import atomic_save
 from facedet.models import build_model
 from facedet.predict import predict, predict_classification
 from facedet.trainer import Trainer
@@ -53,6 +58,10 @@ def train(cfg: Config) -> dict[str, float]:
     resolve_num_classes(cfg)
     detector = build_model(cfg.model)
     detector.config = cfg
+    if cfg.model.init and not cfg.train.resume:  # a resumed run continues from its own weights
+        note = init_model(detector.model, cfg.model.init, cfg.model)
+        if dist.is_main():
+            print(note, file=sys.stderr, flush=True)
     train_set, val_set, class_names = build_datasets(cfg, detector.mean, detector.std)
     train_loader = build_loader(train_set, cfg, train=True, device=device)
     val_loader = build_loader(val_set, cfg, train=False, device=device,
@@ -63,6 +72,8 @@ def train(cfg: Config) -> dict[str, float]:
         save_config(cfg, run_dir / "config.yaml")
         print(f"{cfg.model.name}: {sum(p.numel() for p in detector.model.parameters()):,} parameters, "
               f"{len(train_set)} train / {len(val_set)} val images, device {device}, run {run_dir}")
+        if detector.task == "detection":
+            print(describe_data(cfg), file=sys.stderr, flush=True)
         note = memory_note(detector.model, cfg)
         if note:
             print(note)
@@ -86,6 +97,9 @@ def train(cfg: Config) -> dict[str, float]:
     metrics = trainer.fit()
     if dist.is_main():
         print(summary_line(trainer, run_dir, main_metric, metrics))
+        if detector.task == "detection" and cfg.train.calibrate and not trainer.interrupted \
+                and trainer.best != -math.inf:
+            print(calibrate_best(cfg, run_dir / "best.pt", device), file=sys.stderr, flush=True)
     dist.cleanup()
     return metrics
 
@@ -126,6 +140,22 @@ def summary_line(trainer: Trainer, run_dir: Path, main_metric: str, metrics: dic
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if "/" not in k)
     verb = "stopped" if trainer.interrupted else "done"
     return f"{verb}: best {score} in {best}" + (f"; last validation: {shown}" if shown else "")
+
+
+def calibrate_best(cfg: Config, best: Path, device: torch.device) -> str:
+    """Store in `best` the operating point calibrated on the run's validation split (the best F1,
+    facedet/calibrate.py), so that facedet.infer and facedet.load use it at once; return the log line."""
+    detector = load(best, device)
+    roots = [str(root) for root in dataset_roots(cfg.data)]
+    point = calibrate(detector, roots, cfg.data.val_split, classes=cfg.data.classes, workers=cfg.data.num_workers,
+                      max_images=cfg.eval.max_images, data=cfg.data)
+    state = load_checkpoint(best)
+    state["operating_point"] = point
+    atomic_save(state, best)
+    found = ", ".join(f"{name}: precision {row['precision']:.3f}, recall {row['recall']:.3f}"
+                      for name, row in point["per_set"].items())
+    return (f"calibrated {best}: min score {point['min_score']:.3f} ({point['rule']}; {found}); "
+            "facedet.infer and facedet.load use it")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -23,12 +24,13 @@ from facedet import distributed as dist
 from facedet.amp import MixedPrecision
 from facedet.config import Config
 from facedet.data.loaders import TrainLoader
-from facedet.errors import NonFiniteLossError
+from facedet.errors import ConfigError, NonFiniteLossError
 from facedet.interrupt import CtrlC, interrupted_note
 from facedet.models.detector import Detector
-from facedet.optim import build_optimizer, build_scheduler
+from facedet.optim import build_optimizer, build_scheduler, warmup_note
 from facedet.resume import restore_rng, resume, rest_of_epoch, seed_epoch
 from facedet.run_checkpoints import remove_leftovers, save_checkpoint, save_epoch
+from facedet.time_budget import TimeBudget
 from facedet.training_chart import plot_training_chart
 
 
@@ -62,10 +64,18 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN time its kernels once
             torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls (validation) on tensor cores
         self.optimizer = build_optimizer(self.model, cfg.train)
-        iters_per_epoch = max(1, len(train_loader))
-        self.total_iters = cfg.train.max_iters or cfg.train.epochs * iters_per_epoch
-        self.epochs = math.ceil(self.total_iters / iters_per_epoch)
-        self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total_iters)
+        self.iters_per_epoch = max(1, len(train_loader))
+        self.total_iters = cfg.train.max_iters or cfg.train.epochs * self.iters_per_epoch
+        self.epochs = math.ceil(self.total_iters / self.iters_per_epoch)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train, lambda: self.total_iters)
+        # train.minutes: the run sizes itself after its first steps (until then, the length above)
+        self.budget = TimeBudget(cfg.train.minutes) if cfg.train.minutes > 0 else None
+        if self.budget is not None and dist.world_size() > 1:
+            raise ConfigError("train.minutes times one process; under torchrun each rank would size the run "
+                              "differently: set train.max_iters (or train.epochs) instead")
+        note = warmup_note(cfg.train, self.total_iters)
+        if note and self.budget is None and dist.is_main():
+            print(note, file=sys.stderr, flush=True)
         self.amp = MixedPrecision(cfg.train.amp, device)
         self.epoch, self.iteration, self.best = 0, 0, -math.inf
         # where the run stands inside the epoch: steps taken and their summed loss terms (a
@@ -74,6 +84,7 @@ class Trainer:
         self.resume_rng: dict | None = None  # random state to restore when resuming mid-epoch
         self.ctrl_c, self.stepping, self.interrupted = CtrlC(), False, False
         self.train_time = 0.0  # seconds spent in training epochs (validation excluded), summed over resumes
+        self.validation_time = 0.0  # seconds the last validation took
         self.history: list[dict[str, float]] = []
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -105,6 +116,8 @@ class Trainer:
                     if self.ctrl_c.requested:
                         raise KeyboardInterrupt
                     dist.broadcast_buffers(self.model)  # every rank now holds exactly what rank 0 saves
+                    if self.budget is not None:  # before validating: a run resized to end here validates now
+                        self.budget.after_epoch(self)
                     metrics = self.maybe_validate()
                     self.epoch, self.batch, self.epoch_sums = self.epoch + 1, 0, {}
                     self.log_epoch(losses, metrics)
@@ -130,8 +143,9 @@ class Trainer:
         if self.resume_rng is not None:  # resuming mid-epoch: torch's random state as the interrupted run left it
             restore_rng(self.resume_rng)
             self.resume_rng = None
+        # disable=None: no bar when stderr is not a terminal, so a log file gets lines, not carriage returns
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.epochs}", initial=self.batch, total=total,
-                   disable=not dist.is_main(), dynamic_ncols=True, mininterval=1.0)
+                   disable=None if dist.is_main() else True, dynamic_ncols=True, mininterval=1.0)
         for images, targets in bar:
             self.stepping = True
             for name, value in self.train_step(images, targets, self.batch).items():
@@ -139,6 +153,8 @@ class Trainer:
             self.stepping = False
             self.batch += 1
             self.epoch_sums = dict(sums)
+            if self.budget is not None:
+                self.budget.after_step(self)
             bar.set_postfix({k: f"{v / self.batch:.4f}" for k, v in sums.items()}, refresh=False)
             if self.iteration >= self.total_iters or self.ctrl_c.requested:
                 break
@@ -168,6 +184,12 @@ class Trainer:
         return values
 
     # ------------------------------------------------------------------ pieces
+    def set_length(self, total_iters: int) -> None:
+        """Make the run `total_iters` steps long (train.minutes): the schedule follows, and the
+        checkpoints' config records it, so that a resumed run keeps this length."""
+        self.total_iters = self.cfg.train.max_iters = max(total_iters, self.iteration, 1)
+        self.epochs = math.ceil(self.total_iters / self.iters_per_epoch)
+
     def check_finite(self, terms: dict[str, Tensor], batch: int, targets: list[dict]) -> dict[str, float]:
         """The terms and their sum "loss" as floats; stop with the bad term named if any is NaN or inf."""
         numbers = torch.stack([value.detach().float() for value in terms.values()]).tolist()  # one sync
@@ -193,7 +215,9 @@ class Trainer:
         last_epoch = self.epoch + 1 >= self.epochs or self.iteration >= self.total_iters
         if self.validate_fn is None or every <= 0 or ((self.epoch + 1) % every and not last_epoch):
             return {}
+        start = time.perf_counter()
         metrics = self.validate_fn(self.model) if dist.is_main() else {}
+        self.validation_time = time.perf_counter() - start  # train.minutes keeps time for the last one
         dist.barrier()
         return metrics
 

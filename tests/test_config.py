@@ -142,7 +142,7 @@ def test_print_config_shows_only_the_rungs_keys(capsys):
 
     assert train.main(["--config", "grid7.yaml", "--print-config"]) == 0
     model = yaml.safe_load(capsys.readouterr().out)["model"]
-    assert set(model) == {"name", "num_classes", "image_size", "griddim", "backbone", "width"}
+    assert set(model) == {"name", "num_classes", "image_size", "init", "griddim", "backbone", "width"}
 
 
 def test_every_rung_config_and_builder_agree():
@@ -168,7 +168,7 @@ RUNG_OF_CONFIG = {
     "grid_cnn.yaml": "GridCNNModel", "yolo_face.yaml": "YOLOFaceCNN", "yolov1.yaml": "YOLOFaceTiny",
     "quickstart.yaml": "YOLOFaceTiny", "ssd300_voc.yaml": "SSD300", "ssd300_face.yaml": "SSD300",
     "ssd300_bccd.yaml": "SSD300", "fastai_ssd.yaml": "FastaiSSD", "face_default.yaml": "FaceSSD",
-    "retinanet_face.yaml": "RetinaNet", "retinanet_bccd.yaml": "RetinaNet",
+    "retinanet_face.yaml": "RetinaNet", "retinanet_bccd.yaml": "RetinaNet", "objects.yaml": "RetinaNet",
     "centernet_face.yaml": "CenterNet",
     "faster_rcnn_face.yaml": "FasterRCNN", "faster_rcnn_bccd.yaml": "FasterRCNN",
     "viola_jones.yaml": "ViolaJonesCascade",

@@ -316,3 +316,95 @@ def test_memory_note_warns_for_the_seed_size_models_only():
     assert note and "6.2 GB" in note and "each of best.pt and last.pt is 4.6 GB" in note
     assert "train.save_optimizer=false" in note and "1.5 GB" in note
     assert memory_note(nn.Linear(1000, 1000), yolo) is None
+
+
+# --------------------------------------------------------------------------- train.minutes, clipped warm-up
+
+
+def test_warmup_is_clipped_to_a_tenth_of_a_short_run_with_a_note():
+    from facedet.optim import warmup_note, warmup_steps
+
+    cfg = load_config(None, ["train.warmup_iters=100", "train.schedule=cosine"]).train
+    assert warmup_steps(cfg, 48) == 4 and warmup_steps(cfg, 1000) == 100  # the issue's 48 steps vs 100
+    assert warmup_note(cfg, 1000) is None
+    assert warmup_note(cfg, 48) == ("note: warm-up clipped to 4 of the run's 48 steps (train.warmup_iters=100, "
+                                    "at most 10% of a run), so the learning rate reaches its peak and decays")
+    factors = [lr_factor(cfg, i, 48) for i in range(48)]
+    assert factors[0] == pytest.approx(0.01) and factors[3] < 1.0  # warming up over steps 0-3
+    assert max(factors) == pytest.approx(0.5 * (1 + torch.cos(torch.tensor(4 / 48 * torch.pi)).item()))
+    assert factors[-1] < 0.01  # and decayed by the end
+
+
+def test_a_short_run_logs_its_clipped_warmup(tmp_path, capsys):
+    make_trainer(tmp_path, ["train.warmup_iters=100"])  # 3 epochs of 6 steps
+    assert "note: warm-up clipped to 1 of the run's 18 steps (train.warmup_iters=100" in capsys.readouterr().err
+
+
+def test_minutes_size_the_run_from_its_first_steps_and_the_schedule_follows(tmp_path, capsys):
+    from facedet.time_budget import TimeBudget
+
+    trainer = make_trainer(tmp_path, ["train.minutes=1", "train.epochs=100", "train.warmup_iters=10"])
+    # a clock where every step takes 2 s: 54 s of the minute are for training (10% kept), so after
+    # steps 2-6 (10 s) it is at 12 s and 21 more steps fit: 27 in all
+    trainer.budget = TimeBudget(1.0, clock=lambda: 2.0 * trainer.iteration)
+    trainer.fit()
+    assert trainer.iteration == trainer.total_iters == 27 and trainer.epochs == 5  # 6 steps an epoch
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["train"]["max_iters"] == 27  # resume keeps the length
+    out = capsys.readouterr().err  # log lines, beside the progress bars
+    assert ("train.minutes=1: 2.00 s per step over steps 2-6, so the run is 27 steps (5 epochs), its schedule "
+            "laid out over them; 10% of the time is kept") in out
+    assert "note: warm-up clipped to 2 of the run's 27 steps" in out
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * lr_factor(trainer.cfg.train, 27, 27))
+
+
+def test_minutes_stop_at_the_deadline_when_steps_slow_down(tmp_path, capsys):
+    from facedet.time_budget import TimeBudget
+
+    trainer = make_trainer(tmp_path, ["train.minutes=1", "train.epochs=100"])
+    # 2 s a step, 5 s from step 12 on: sized to 27 steps at step 6 (12 s); at the end of epoch 2
+    # (step 12, 27 s: 2.25 s a step so far) resized to 12 more, 24; step 18 ends at 57 s, past 54 s
+    trainer.budget = TimeBudget(1.0, clock=lambda: 2.0 * trainer.iteration + 3.0 * max(0, trainer.iteration - 11))
+    trainer.fit()
+    assert trainer.iteration == trainer.total_iters == 18
+    out = capsys.readouterr().err
+    assert "so the run is 27 steps" in out and "train.minutes=1: time is up after step 18 of 24; stopping here" in out
+
+
+def test_negative_minutes_are_refused():
+    from facedet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'train.minutes' is -1.0; expected 0 .* e.g. train.minutes=9"):
+        load_config(None, ["train.minutes=-1"])
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    """Logs written to a file get the epoch lines, not bars redrawn with carriage returns."""
+    make_trainer(tmp_path).fit()
+    captured = capsys.readouterr()
+    assert "\r" not in captured.err and "it/s" not in captured.err
+    assert "epoch 2/3:" in captured.out
+
+
+def test_minutes_stop_at_the_deadline_even_before_the_run_is_sized(tmp_path, capsys):
+    from facedet.time_budget import TimeBudget
+
+    trainer = make_trainer(tmp_path, ["train.minutes=1"])
+    trainer.budget = TimeBudget(1.0, clock=lambda: 40.0 * trainer.iteration)  # step 2 ends at 80 s, past 54 s
+    trainer.fit()
+    assert trainer.iteration == trainer.total_iters == 2
+    assert "train.minutes=1: time is up after step 2 of 18; stopping here" in capsys.readouterr().err
+
+
+def test_a_run_the_budget_ends_at_an_epoch_still_validates_there(tmp_path):
+    from facedet.time_budget import TimeBudget
+
+    calls = []
+    trainer = make_trainer(tmp_path, ["train.minutes=1", "train.epochs=100", "train.val_every=100"],
+                           validate=lambda model: calls.append(1) or {"score": 1.0})
+    # 2 s a step up to step 6 (sized to 27 steps), then slower: step 12 ends at 53 s, and the
+    # 4.4 s a step so far leave no step in the last second before 54 s: the run ends at step 12
+    trainer.budget = TimeBudget(1.0, clock=lambda: 2.0 * trainer.iteration if trainer.iteration <= 6
+                                else 12.0 + (trainer.iteration - 6) * 41.0 / 6)
+    trainer.fit()
+    assert trainer.iteration == trainer.total_iters == 12
+    assert calls == [1] and (tmp_path / "best.pt").exists()  # validated once, at the run's new end

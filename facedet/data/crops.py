@@ -209,7 +209,7 @@ def make_crops(
 
     jobs = [(i, r.image_path, r) for i, r in enumerate(records)]
     jobs += [(len(records) + j, p, None) for j, p in enumerate(nonface_paths)]
-    for source, path, record in tqdm(jobs, desc="cutting crops", disable=not progress, mininterval=1.0):
+    for source, path, record in tqdm(jobs, desc="cutting crops", disable=None if progress else True, mininterval=1.0):
         if record is not None:
             faces = record.boxes.float()
             positives = faces[big_enough(faces)]

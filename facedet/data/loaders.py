@@ -121,6 +121,28 @@ def resolve_num_classes(cfg: Config) -> None:
             cfg.model.num_classes = len(load_records(cfg.data, cfg.data.train_split)[1])
 
 
+def describe_data(cfg: Config) -> str:
+    """The line a training run starts with: the classes, the boxes of each in the training
+    split, and the images validation uses (a split of the folder, or held out from training).
+
+        3 classes (from the data): RBC 2,512 boxes, WBC 205, Platelets 275 in 205 train images;
+        validation: 87 images (split 'val')
+    """
+    train, names = load_records(cfg.data, cfg.data.train_split)
+    val, _ = load_records(cfg.data, cfg.data.val_split)
+    counts = torch.zeros(len(names), dtype=torch.int64)
+    for record in train:
+        counts += torch.bincount(record.labels, minlength=len(names))[: len(names)]
+    source = {"": "from the data", "face": "data.classes=face: every box is a face"}.get(cfg.data.classes, "data.classes")
+    per_class = ", ".join(f"{name} {count:,}" for name, count in zip(names, counts.tolist()))
+    held = any(match_split(cfg.data.val_split, list_splits(root, cfg.data.format)) is None
+               for root in dataset_roots(cfg.data))
+    where = (f"held out from training, data.val_fraction={cfg.data.val_fraction:g}" if held
+             else f"split '{cfg.data.val_split}'")
+    return (f"{len(names)} class{'es' if len(names) != 1 else ''} ({source}): {per_class} boxes "
+            f"in {len(train):,} {cfg.data.train_split} images; validation: {len(val):,} images ({where})")
+
+
 def build_datasets(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> tuple[Dataset, Dataset, list[str]]:
     """Train and validation datasets for `cfg`, normalised with the model's `mean` and `std`:
     face / non-face crops for the classifier rung, photos and boxes for every detector."""

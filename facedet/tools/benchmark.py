@@ -164,7 +164,7 @@ def _median_ms(fn, items, desc: str) -> float:
     if items:
         fn(items[0])  # first call: lazy allocations, kernel selection
     times = []
-    for item in tqdm(items, desc=desc, leave=False, mininterval=1.0):
+    for item in tqdm(items, desc=desc, leave=False, mininterval=1.0, disable=None):
         start = time.perf_counter()
         fn(item)
         times.append((time.perf_counter() - start) * 1000)
@@ -214,7 +214,7 @@ def benchmark_haar(records: list[Record]) -> tuple[Row, tuple]:
     """OpenCV's frontal-face cascade on the same photos, at full resolution; every photo is timed."""
     cascade = HaarCascade()
     detections, times = [], []
-    for record in tqdm(records, desc="Haar cascade", leave=False, mininterval=1.0):
+    for record in tqdm(records, desc="Haar cascade", leave=False, mininterval=1.0, disable=None):
         image = load_image(record.image_path)
         start = time.perf_counter()
         detections.append(cascade.detect(image))
