@@ -6,6 +6,8 @@
 #   FACEDET_DATA=/path/to/data bash benchmarks/train_ladder.sh viola_jones  # trains runs/viola_jones/
 #   FACEDET_DATA=/path/to/data bash benchmarks/ship_rungs.sh [rung ...]
 #   python -m facedet.tools.model_card                                      # the table MODEL_CARD.md quotes
+# and stores every shipped detector's PR curve and recall by face size on the first 100 validation
+# photos of each set in facedet/weights/results/<name>.json, which the chapters show.
 #
 # Rungs and the names they ship as (facedet/weights/<name>.pt): viola_jones, classifier (loads as a
 # sliding window), grid7, grid14, yolo (-> yolo_face), ssd, retinanet, centernet. A rung whose run
@@ -29,3 +31,7 @@ for rung in "${rungs[@]}"; do
   fi
 done
 python -m facedet.tools.model_card
+for set in faces-caltech faces-mask; do
+  python -m facedet.tools.benchmark --data "$FACEDET_DATA/$set" --ladder shipped --max-images 100 \
+    --results facedet/weights/results --out "benchmark/shipped-$set"
+done

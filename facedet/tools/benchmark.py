@@ -31,6 +31,11 @@ Two ladders, one table each (`--ladder`, default both):
            every rung's head on one small shared backbone, the same data, schedule and number
            of images, so that only the rung's idea differs
 
+and `--ladder shipped`: every detector that ships in facedet/weights/ (`facedet.list_detectors()`),
+by name. `--results DIR` also stores each detector's numbers, PR curve and recall by face size as
+DIR/<name>.json under the data folder's name (facedet/tools/stored_results.py; the chapters read
+facedet/weights/results/ written so).
+
 Writes <out>/benchmark.md (the tables), benchmark.json, pr_curves.png (seed ladder) and, for the
 same-backbone ladder, pr_curves_same_backbone.png and validation_curves.png (validation AP50
 against images seen, read from each run's metrics.csv).
@@ -49,7 +54,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from facedet.checkpoint import SHIPPED_CHECKPOINT, load
+from facedet.checkpoint import SHIPPED_CHECKPOINT, SHIPPED_WEIGHTS, list_detectors, load
 from facedet.cli import parse_scales, parse_size, run_cli, select_device
 from facedet.config import MODEL_CONFIGS, DataConfig, EvalConfig
 from facedet.data.dataset import DetectionDataset, collate_photos
@@ -62,6 +67,7 @@ from facedet.tools.opencv_haar import HaarCascade
 from facedet.models.detector import to_image_tensor
 from facedet.plots import plot_pr_curves, plot_validation_curves
 from facedet.predict import predict
+from facedet.tools.stored_results import result_entry, write_result
 
 # (label, run name) in ladder order: runs/<name>/best.pt
 LADDER = (
@@ -86,8 +92,9 @@ SAME_BACKBONE = (
     ("7 CenterNet", "same_centernet"),
     ("8 Faster R-CNN (two stages)", "same_faster_rcnn"),
 )
-LADDER_TITLES = {"seed": "seed-size ladder", "same": "same backbone (SmallBackbone, width 32)"}
-PLOT_TITLES = {"seed": "seed-size ladder", "same": "same backbone"}
+LADDER_TITLES = {"seed": "seed-size ladder", "same": "same backbone (SmallBackbone, width 32)",
+                 "shipped": "shipped detectors (facedet/weights)"}
+PLOT_TITLES = {"seed": "seed-size ladder", "same": "same backbone", "shipped": "shipped detectors"}
 DEFAULT_LABEL = "5 FaceSSD (shipped default)"
 HAAR_LABEL = "classic: Haar cascade (OpenCV)"
 IOU_THRESHOLDS = (0.5, 0.3)
@@ -284,9 +291,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", default="runs", help="folder holding the rungs' run directories (default runs/)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                         help="add a detector (or replace a rung of that name); repeatable")
-    parser.add_argument("--ladder", choices=("seed", "same", "both"), default="both",
+    parser.add_argument("--ladder", choices=("seed", "same", "both", "shipped"), default="both",
                         help="seed: the seed-size rungs, the shipped detector and OpenCV's cascade; same: the "
-                        "same-backbone ladder (every rung's head on one small backbone, the same training); both tables")
+                        "same-backbone ladder (every rung's head on one small backbone, the same training); both tables; "
+                        "shipped: every detector in facedet/weights, by name")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="benchmark only these names (rungs, "
                         "'default', 'haar', or --checkpoint names)")
     parser.add_argument("--no-haar", action="store_true", help="leave out OpenCV's Haar cascade")
@@ -303,6 +311,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scales", type=parse_scales,
                         help="fully convolutional detectors: image pyramid, e.g. 0.5,1 (default: each detector's own)")
     parser.add_argument("--device", default="cpu", help="cpu (default: the table reports CPU latency), cuda, auto")
+    parser.add_argument("--results", default="", metavar="DIR",
+                        help="also store each detector's numbers, PR curve and recall by size in DIR/<name>.json "
+                        "(the chapters read facedet/weights/results)")
     parser.add_argument("--out", default="", help="folder for benchmark.md/.json and pr_curves.png "
                         "(default benchmark/<data folder name>)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
@@ -319,6 +330,8 @@ def _detectors(args: argparse.Namespace) -> list[tuple[str, str, Path, str]]:
         entries.append(("default", DEFAULT_LABEL, SHIPPED_CHECKPOINT, "seed"))
     if args.ladder in ("same", "both"):
         entries += [(name, label, Path(args.runs) / name / "best.pt", "same") for label, name in SAME_BACKBONE]
+    if args.ladder == "shipped":
+        entries += [(name, name, SHIPPED_WEIGHTS / f"{name}.pt", "shipped") for name in list_detectors()]
     for item in args.checkpoint:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
@@ -348,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"{args.data}: split '{args.split}' has no images")
     eval_cfg = EvalConfig()  # min_score 0.01, NMS 0.45, top_k 200: the paper's evaluation settings
     overrides = ["data.classes=face", *args.overrides]
-    rows, curves, skipped = [], {"seed": {}, "same": {}}, []
+    rows, curves, skipped, named = [], {"seed": {}, "same": {}, "shipped": {}}, [], []
     print(f"{len(records)} photos of {args.data} ({args.split}), {sum(len(r.boxes) for r in records)} faces; "
           f"device {device}, {torch.get_num_threads()} threads")
     for name, label, checkpoint, ladder in _detectors(args):
@@ -360,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
                                                           args.window_max_images, args.size, args.scales)
         row.ladder = ladder
         rows.append(row)
+        named.append((name, row, curves[ladder][label]))
         print(format_markdown(rows[-1:], label).splitlines()[-1])
-    if args.ladder != "same" and not args.no_haar and (not args.only or "haar" in args.only):
+    if args.ladder in ("seed", "both") and not args.no_haar and (not args.only or "haar" in args.only):
         try:
             row, curves["seed"][HAAR_LABEL] = benchmark_haar(records)
             rows.append(row)
@@ -375,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"{Path(args.data).name} {args.split}: {len(records)} photos, "
              f"{sum(len(r.boxes) for r in records)} faces; {device}, {torch.get_num_threads()} threads")
     sections, written = [], [out / "benchmark.md", out / "benchmark.json"]
-    for ladder, png in (("seed", "pr_curves.png"), ("same", "pr_curves_same_backbone.png")):
+    for ladder, png in (("seed", "pr_curves.png"), ("same", "pr_curves_same_backbone.png"),
+                        ("shipped", "pr_curves_shipped.png")):
         ladder_rows = [r for r in rows if r.ladder == ladder]
         if not ladder_rows:
             continue
@@ -391,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
             if histories:
                 written.append(plot_validation_curves(histories, out / "validation_curves.png", colors=colors,
                                                       title="same backbone: validation AP50 while training"))
+    if args.results:
+        data_set = Path(args.data.rstrip("/")).name
+        for name, row, curve in named:
+            written.append(write_result(args.results, name, data_set, result_entry(asdict(row), curve)))
     table = "\n\n".join(sections)
     (out / "benchmark.md").write_text(table + "\n")
     (out / "benchmark.json").write_text(json.dumps({"data": args.data, "split": args.split, "images": len(records),
