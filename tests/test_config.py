@@ -36,6 +36,7 @@ def test_defaults_then_yaml_then_overrides(tmp_path):
     ("noequals", ["section.key=value"]),
     ("train.batch_size=0", ["train.batch_size", "positive"]),
     ("data.face_min_visible=2", ["data.face_min_visible", "between 0"]),
+    ("data.face_close_up=-0.1", ["data.face_close_up", "between 0 and 1"]),
 ])
 def test_bad_overrides_name_the_key(override, words):
     with pytest.raises(ConfigError) as err:

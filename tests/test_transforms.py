@@ -422,6 +422,30 @@ def test_square_crop_keeps_a_mostly_visible_face_whole_and_makes_a_cut_one_backg
     assert (t["boxes"] >= 0).all() and (t["boxes"] <= out.shape[-1]).all()  # the default rule clips
 
 
+def test_close_up_crops_frame_one_big_face_to_fill_half_to_more_than_the_crop():
+    from facedet.data.transforms import RandomSquareCrop
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.zeros(3, 600, 800)
+    target = make_target([[300, 200, 420, 320], [20, 20, 50, 50]])  # a 120 px face and a 30 px one
+    crop = RandomSquareCrop(0.3, 1.0, min_visible=0.5, close_up=1.0, generator=g)
+    fills = []
+    for _ in range(30):
+        framed = crop.close_up_crop(target["boxes"], 800, 600)[0]
+        side = float(framed[2] - framed[0])
+        assert side == float(framed[3] - framed[1]) and 0 <= framed[0] and framed[2] <= 800
+        fills.append(120 / side)
+        centre = (360 - float(framed[0])) / side  # where the face's centre lies across the crop
+        assert 0.25 - 1e-6 <= centre <= 0.75 + 1e-6
+        out, t = crop(image, target)
+        assert len(t["boxes"]) >= 1  # a crop always keeps a face
+    assert min(fills) >= 0.5 - 0.01 and max(fills) <= 1.4 + 0.05 and max(fills) > 1.0  # it overflows, sometimes
+    small = make_target([[20, 20, 50, 50]])  # no face of 60 px or more: no close-up
+    assert len(crop.close_up_crop(small["boxes"], 800, 600)) == 0
+    with pytest.raises(ConfigError, match="close_up"):
+        RandomSquareCrop(close_up=2.0)
+
+
 def test_whole_faces_stay_whole_through_the_face_recipe():
     from facedet.data.transforms import ToFractional, train_transforms
 
