@@ -147,11 +147,12 @@ def test_every_yaml_read_is_safe_load_and_every_torch_load_is_weights_only():
     assert checked >= 5  # config, data.yaml, checkpoints, crop cache, VGG weights: the scan saw them
 
 
-# The one place that may reach the network, and why: model.pretrained=torchvision asks
-# torchvision to download ImageNet VGG16 weights (its own cache first).
+# The two places that may reach the network, and why: model.pretrained=torchvision asks
+# torchvision to download ImageNet VGG16 weights (its own cache first), and model.init=torchvision
+# its ImageNet ResNet weights (facedet/init_weights.py). Both only when a config names torchvision.
 NETWORK_MODULES = {"socket", "urllib", "http", "requests", "ftplib", "aiohttp", "httpx", "urllib3"}
 DOWNLOADS = {"get_state_dict", "load_state_dict_from_url", "download_url_to_file", "urlopen", "urlretrieve"}
-ALLOWED_DOWNLOAD = "facedet/models/vgg_weights.py"
+ALLOWED_DOWNLOADS = ["facedet/init_weights.py", "facedet/models/vgg_weights.py"]
 
 
 def test_no_module_reaches_the_network_except_pretrained_vgg():
@@ -169,9 +170,10 @@ def test_no_module_reaches_the_network_except_pretrained_vgg():
                 assert name.split(".")[0] not in NETWORK_MODULES, f"{path.name}:{node.lineno} imports {name}"
                 assert name != "torch.hub", f"{path.name}:{node.lineno} imports torch.hub"
         downloads += [f"{path.relative_to(PACKAGE.parent)}" for _, attr, _ in calls(tree) if attr in DOWNLOADS]
-    assert downloads == [ALLOWED_DOWNLOAD]
-    source = (PACKAGE.parent / ALLOWED_DOWNLOAD).read_text()
-    assert 'if str(source) == "torchvision":\n            source = torchvision_vgg16_state_dict()' in source
+    assert sorted(downloads) == ALLOWED_DOWNLOADS
+    vgg, init = ((PACKAGE.parent / path).read_text() for path in ("facedet/models/vgg_weights.py", "facedet/init_weights.py"))
+    assert 'if str(source) == "torchvision":\n            source = torchvision_vgg16_state_dict()' in vgg
+    assert 'if init == TORCHVISION:\n        return imagenet_weights(cfg)' in init
 
 
 @pytest.fixture
