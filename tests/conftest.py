@@ -70,6 +70,20 @@ def scene_batch(size: int, seeds: tuple[int, ...]) -> tuple[torch.Tensor, list[d
     return torch.stack(images), targets
 
 
+def overfit(detector, images: torch.Tensor, targets: list[dict], steps: int, lr: float) -> list[float]:
+    """Adam on one fixed batch for `steps` steps, the rung's summed loss terms; the losses, step by step."""
+    optimizer = torch.optim.Adam(detector.model.parameters(), lr=lr)
+    detector.model.train()
+    losses = []
+    for _ in range(steps):
+        loss = sum(detector.criterion(detector.model(images), targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 def assert_png(path: Path) -> None:
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE and len(data) > 1000, path

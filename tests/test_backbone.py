@@ -18,7 +18,7 @@ from facedet.models.backbone import LEGACY_KEYS, GridFeatures, SmallBackbone, To
 from facedet.models.centernet import CenterNet
 from facedet.models.face_ssd import FaceSSD
 
-from conftest import n_params
+from conftest import n_params, overfit
 
 SAME = ["same_classifier", "same_grid7", "same_grid14", "same_yolo", "same_ssd", "same_retinanet", "same_centernet",
         "same_faster_rcnn"]
@@ -159,15 +159,7 @@ def test_new_heads_learn_a_few_scenes(name, values):
     torch.manual_seed(0)
     images, targets = _scenes(128, seeds=(1, 2, 3, 4))
     detector = build_model(model_config(name, backbone="small", width=16, image_size=128, num_classes=1, **values))
-    optimizer = torch.optim.Adam(detector.model.parameters(), lr=3e-3)
-    detector.model.train()
-    losses = []
-    for _ in range(40):
-        loss = sum(detector.criterion(detector.model(images), targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = overfit(detector, images, targets, steps=40, lr=3e-3)
     assert losses[-1] < 0.5 * losses[0], losses[::8]
 
 

@@ -26,7 +26,7 @@ from facedet.models.centernet import (
 )
 from facedet.models.detector import Detector
 
-from conftest import n_params, target
+from conftest import n_params, overfit, target
 
 
 # ----------------------------------------------------------------------------- Gaussian radius
@@ -286,15 +286,7 @@ def test_overfits_a_few_synthetic_scenes():
         targets.append(target((boxes / 128).tolist()))
     images = torch.stack(images)
     detector = build_model(model_config("centernet", num_classes=1, image_size=128, width=16))
-    optimizer = torch.optim.Adam(detector.model.parameters(), lr=5e-3)
-    losses = []
-    detector.model.train()
-    for _ in range(120):
-        loss = sum(detector.criterion(detector.model(images), targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = overfit(detector, images, targets, steps=120, lr=5e-3)
     assert losses[-1] < 0.5 * losses[0], losses[::10]
     detector.model.eval()
     with torch.no_grad():

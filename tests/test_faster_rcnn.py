@@ -24,7 +24,7 @@ from facedet.models.losses import fast_rcnn_loss
 from facedet.models.roi_head import assign_levels, decode_roi_detections
 from facedet.region_targets import label_anchors, sample_balanced
 
-from conftest import n_params, scene_batch, target
+from conftest import n_params, overfit, scene_batch, target
 
 # a network small enough for a loaded 2-core CPU
 TINY = {"num_classes": 1, "width": 8, "channels": 16, "hidden": 32, "image_size": 64}
@@ -247,15 +247,7 @@ def test_overfits_a_few_synthetic_scenes():
 def _overfit_three_scenes():
     detector = tiny(image_size=96, channels=32, hidden=64, anchor_sizes=[16, 32, 64])
     images, targets = scene_batch(96, (1, 2, 3))
-    optimizer = torch.optim.Adam(detector.model.parameters(), lr=5e-3)
-    detector.model.train()
-    losses = []
-    for _ in range(80):
-        loss = sum(detector.criterion(detector.model(images), targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = overfit(detector, images, targets, steps=80, lr=5e-3)
     assert losses[-1] < 0.5 * losses[0], losses[::10]
     detector.model.eval()
     with torch.no_grad():
